@@ -1,0 +1,79 @@
+"""Where the control-plane binaries live, and how they get there.
+
+plait builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm from Go modules
+(``hack/build-binaries.sh``) into a cache directory keyed by their versions. The control plane,
+``plait dev`` and the tests find them here; a source checkout builds what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from plait.errors import PlaitError
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.8"
+HELM_VERSION = "v3.22.0"
+BINARIES_TAG = f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-helm-{HELM_VERSION}"
+NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+
+
+class BinariesMissing(PlaitError):
+    """The control-plane binaries are not built and cannot be built from here."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    directory: Path
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name in NAMES if not os.access(self.path(name), os.X_OK)]
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("PLAIT_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "plait"
+
+
+def build_script() -> Path | None:
+    """`hack/build-binaries.sh` of the source checkout this package runs from, if any."""
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "hack" / "build-binaries.sh"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_binaries(*, build: bool = True) -> Binaries:
+    """The cached binaries; builds the missing ones from a source checkout when ``build``."""
+    override = os.environ.get("PLAIT_BIN_DIR")
+    binaries = Binaries(Path(override) if override else cache_dir() / "bin" / BINARIES_TAG)
+    if not binaries.missing:
+        return binaries
+    script = build_script()
+    if not build or override or script is None:
+        raise BinariesMissing(
+            f"missing control-plane binaries {', '.join(binaries.missing)} in {binaries.directory}; "
+            "build them from a plait source checkout with `hack/build-binaries.sh` "
+            "(needs the Go toolchain), or point PLAIT_BIN_DIR at a directory holding them"
+        )
+    if shutil.which("go") is None:
+        raise BinariesMissing(
+            "the Go toolchain is not on PATH; plait builds its local Kubernetes control plane "
+            "from Go modules. Install Go >= 1.26 and try again."
+        )
+    subprocess.run([str(script)], check=True, env={**os.environ, "PLAIT_CACHE_DIR": str(cache_dir())})
+    if binaries.missing:
+        raise BinariesMissing(f"{script} finished but {', '.join(binaries.missing)} are still missing")
+    return binaries

@@ -1,0 +1,73 @@
+"""The exceptions plait raises, as one small tree.
+
+    PlaitError (RuntimeError)            anything plait raises on purpose
+    ├── WorkflowError                     a workflow could not run as asked (sayiir-compatible)
+    │   ├── TaskError                     a task failed, timed out or was given bad input
+    │   ├── BackendError                  a local persistence backend failed or lacks the instance
+    │   └── InstanceAlreadyExistsError    the instance id is taken (conflict policy ``fail``)
+    ├── DefinitionError                   a flow or definition is malformed or does not match
+    ├── PayloadTooLarge                   a serialized input, output or signal is over the limit
+    └── ClusterError                      the Kubernetes API refused or failed a request
+        ├── NotFound                      404
+        ├── Conflict                      409: resourceVersion precondition or name taken
+        ├── Forbidden                     403: RBAC said no
+        └── Invalid                       422: the object failed validation
+
+Authoring mistakes found while building a flow (a branch without tasks, an undeclared route key)
+raise ``ValueError`` at the line that made them, as sayiir does.
+"""
+
+from __future__ import annotations
+
+
+class PlaitError(RuntimeError):
+    """Base class of every error plait raises on purpose."""
+
+
+class WorkflowError(PlaitError):
+    """A workflow could not run as asked."""
+
+
+class TaskError(WorkflowError):
+    """A task failed, timed out, or its input or output was invalid."""
+
+
+class BackendError(WorkflowError):
+    """A persistence backend operation failed."""
+
+
+class InstanceAlreadyExistsError(WorkflowError):
+    """A workflow instance with this id already exists."""
+
+
+class DefinitionError(PlaitError):
+    """A workflow definition is malformed, unknown, or not the version that was pinned."""
+
+
+class PayloadTooLarge(PlaitError):
+    """A serialized payload is larger than the configured inline limit."""
+
+
+class ClusterError(PlaitError):
+    """The Kubernetes API refused or failed a request."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(ClusterError):
+    """The object does not exist (HTTP 404)."""
+
+
+class Conflict(ClusterError):
+    """The write lost a race: stale resourceVersion or the name is taken (HTTP 409)."""
+
+
+class Forbidden(ClusterError):
+    """RBAC denied the request (HTTP 403)."""
+
+
+class Invalid(ClusterError):
+    """The API server rejected the object as invalid (HTTP 422)."""
