@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -273,9 +274,10 @@ class ControlPlane:
 
     def _wait(self, state: PlaneState, name: str, probe: Callable[[], bool], timeout: float) -> None:
         record = next(p for p in reversed(state.processes) if p.name == name)
+        child = self._children[name]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(record):
+            if child.poll() is not None:
                 raise ControlPlaneError(f"{name} exited during start-up; see {record.log}:\n{_tail(record.log)}")
             if probe():
                 return
@@ -339,11 +341,9 @@ class ControlPlane:
     # -- probes ------------------------------------------------------------------------------
 
     def _admin_client(self) -> httpx.Client:
-        return httpx.Client(
-            verify=str(self.pki / "ca.crt"),
-            cert=(str(self.pki / "admin.crt"), str(self.pki / "admin.key")),
-            timeout=2.0,
-        )
+        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return httpx.Client(verify=context, timeout=2.0)
 
     def _ready(self, port: int) -> bool:
         try:
@@ -363,7 +363,9 @@ class ControlPlane:
     @staticmethod
     def _controller_manager_healthy(state: PlaneState) -> bool:
         try:
-            response = httpx.get(f"https://127.0.0.1:{state.controller_manager_port}/healthz", verify=False, timeout=2.0)
+            response = httpx.get(
+                f"https://127.0.0.1:{state.controller_manager_port}/healthz", verify=False, timeout=2.0
+            )
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -400,7 +402,10 @@ class ControlPlane:
                 }
             ],
             "contexts": [
-                {"name": "plait-local", "context": {"cluster": "plait-local", "user": "plait-admin", "namespace": "default"}}
+                {
+                    "name": "plait-local",
+                    "context": {"cluster": "plait-local", "user": "plait-admin", "namespace": "default"},
+                }
             ],
             "current-context": "plait-local",
         }

@@ -1,0 +1,67 @@
+"""`plait dev up|env|status|down` manage a control plane from the shell, and clean up after it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from plait._devenv.binaries import BINARIES_TAG, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION
+from plait._devenv.controlplane import PlaneState, _alive
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def plait(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PLAIT_DEV_DIR": str(directory)}
+    env.pop("KUBECONFIG", None)
+    return subprocess.run([sys.executable, "-m", "plait", *args], env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_dev_up_env_down(tmp_path: Path) -> None:
+    directory = tmp_path / "dev"
+    try:
+        first = plait(directory, "dev", "up")
+        assert first.returncode == 0, first.stderr
+        assert str(directory / "kubeconfig") in first.stdout
+        pids = {p.pid for p in PlaneState.load(directory / "state.json").processes}  # type: ignore[union-attr]
+        assert len(pids) == 3
+
+        again = plait(directory, "dev", "up")
+        assert again.returncode == 0, again.stderr
+        assert {p.pid for p in PlaneState.load(directory / "state.json").processes} == pids  # type: ignore[union-attr]
+
+        status = plait(directory, "dev", "status")
+        assert status.returncode == 0 and status.stdout.count("running") == 3
+
+        plait_bin = Path(sys.executable).parent
+        shell = subprocess.run(
+            ["bash", "-c", 'eval "$(plait dev env)" && kubectl get ns'],
+            env={**os.environ, "PLAIT_DEV_DIR": str(directory), "PATH": f"{plait_bin}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shell.returncode == 0, shell.stderr
+        assert "kube-system" in shell.stdout and "default" in shell.stdout
+    finally:
+        records = (PlaneState.load(directory / "state.json") or PlaneState(0, 0, 0, 0)).processes
+        down = plait(directory, "dev", "down")
+    assert down.returncode == 0, down.stderr
+    assert records and not any(_alive(r) for r in records)
+    assert plait(directory, "dev", "status").returncode == 1
+
+
+def test_python_and_build_script_agree_on_versions() -> None:
+    versions = dict(
+        line.split("=", 1)
+        for line in (REPO / "hack" / "versions.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert versions["KUBERNETES_VERSION"] == KUBERNETES_VERSION
+    assert versions["ETCD_VERSION"] == ETCD_VERSION
+    assert versions["HELM_VERSION"] == HELM_VERSION
+    assert versions["PLAIT_BINARIES_TAG"] == BINARIES_TAG
+    assert f"k8s.io/kubernetes {KUBERNETES_VERSION}" in (REPO / "hack" / "kube" / "go.mod").read_text()
+    assert f"helm.sh/helm/v3 {HELM_VERSION}" in (REPO / "hack" / "helm" / "go.mod").read_text()

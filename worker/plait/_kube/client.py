@@ -1,0 +1,387 @@
+"""A small Kubernetes REST client over httpx, sync (:class:`Kube`) and async (:class:`AsyncKube`).
+
+plait talks to a handful of resources with a handful of verbs, on a hot path that must stay
+cheap: get, list, create, merge/JSON/apply patches (with ``resourceVersion`` preconditions for
+compare-and-swap), delete and watch. Both clients share how requests are built and how errors
+map onto :mod:`plait.errors`; they differ only in how they send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from plait._kube.connection import Connection
+from plait.errors import ClusterError, Conflict, Forbidden, Invalid, NotFound
+
+JSON = dict[str, Any]
+PatchType = Literal["merge", "json", "apply", "strategic"]
+_PATCH_CONTENT_TYPES = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+    "strategic": "application/strategic-merge-patch+json",
+}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API: ``group``/``version``/``plural``."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
+CORE_EVENTS = Resource("", "v1", "events", "Event")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False)
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: JSON
+
+
+def _error(response: httpx.Response) -> ClusterError:
+    try:
+        status: JSON = response.json()
+    except ValueError:
+        status = {}
+    message = status.get("message") or response.text[:500] or response.reason_phrase
+    reason = status.get("reason")
+    text = f"{response.request.method} {response.request.url.path}: {message}"
+    cls = {404: NotFound, 409: Conflict, 403: Forbidden, 422: Invalid}.get(response.status_code, ClusterError)
+    return cls(text, status=response.status_code, reason=reason)
+
+
+def _encode(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _params(**values: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v is not None}
+
+
+class _Requests:
+    """Builds requests the same way for both clients."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def headers(self, content_type: str | None = None) -> list[tuple[str, str]]:
+        headers = list(self.connection.headers().items()) + self.connection.impersonation_headers()
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        return headers
+
+
+def _watch_params(
+    resource_version: str | None, label_selector: str | None, field_selector: str | None, timeout_seconds: int
+) -> dict[str, str]:
+    return _params(
+        watch="true",
+        allowWatchBookmarks="true",
+        resourceVersion=resource_version,
+        labelSelector=label_selector,
+        fieldSelector=field_selector,
+        timeoutSeconds=timeout_seconds,
+    )
+
+
+def _decode_watch_line(line: str) -> WatchEvent | None:
+    if not line.strip():
+        return None
+    raw = json.loads(line)
+    if raw.get("type") == "ERROR":
+        status = raw.get("object", {})
+        code = int(status.get("code", 500))
+        cls = {410: ClusterError, 404: NotFound, 403: Forbidden}.get(code, ClusterError)
+        raise cls(f"watch failed: {status.get('message')}", status=code, reason=status.get("reason"))
+    return WatchEvent(type=raw["type"], object=raw["object"])
+
+
+class AsyncKube:
+    """Async client; one connection pool per instance. Close it with :meth:`aclose`."""
+
+    def __init__(self, connection: Connection, *, timeout: float = 30.0, max_connections: int = 100) -> None:
+        self.connection = connection
+        self._requests = _Requests(connection)
+        self._http = httpx.AsyncClient(
+            base_url=connection.server,
+            verify=connection.ssl_context(),
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncKube:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> JSON:
+        response = await self._http.request(
+            method, path, params=params, content=body, headers=self._requests.headers(content_type)
+        )
+        if response.status_code >= 400:
+            raise _error(response)
+        result: JSON = response.json()
+        return result
+
+    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        return await self._send("GET", resource.path(namespace, name))
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> JSON:
+        params = _params(
+            labelSelector=label_selector, fieldSelector=field_selector, limit=limit, **{"continue": continue_token}
+        )
+        return await self._send("GET", resource.path(namespace), params=params)
+
+    async def create(
+        self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False
+    ) -> JSON:
+        params = _params(dryRun="All" if dry_run else None)
+        return await self._send(
+            "POST", resource.path(namespace), params=params, body=_encode(body), content_type="application/json"
+        )
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        patch_type: PatchType = "merge",
+        field_manager: str | None = None,
+        force: bool | None = None,
+    ) -> JSON:
+        params = _params(fieldManager=field_manager, force="true" if force else None)
+        return await self._send(
+            "PATCH",
+            resource.path(namespace, name, subresource),
+            params=params,
+            body=_encode(patch),
+            content_type=_PATCH_CONTENT_TYPES[patch_type],
+        )
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str | None = None,
+        resource_version: str | None = None,
+    ) -> JSON:
+        options: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation:
+            options["propagationPolicy"] = propagation
+        if resource_version:
+            options["preconditions"] = {"resourceVersion": resource_version}
+        return await self._send(
+            "DELETE", resource.path(namespace, name), body=_encode(options), content_type="application/json"
+        )
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[WatchEvent]:
+        params = _watch_params(resource_version, label_selector, field_selector, timeout_seconds)
+        async with self._http.stream(
+            "GET",
+            resource.path(namespace),
+            params=params,
+            headers=self._requests.headers(),
+            timeout=httpx.Timeout(timeout_seconds + 30, connect=5.0),
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise _error(response)
+            async for line in response.aiter_lines():
+                event = _decode_watch_line(line)
+                if event is not None:
+                    yield event
+
+    async def raw(self, method: str, path: str) -> httpx.Response:
+        """An arbitrary request, e.g. the API server's ``/metrics``."""
+        return await self._http.request(method, path, headers=self._requests.headers())
+
+
+class Kube:
+    """Sync client with the same verbs as :class:`AsyncKube`, for the CLI and tests."""
+
+    def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
+        self.connection = connection
+        self._requests = _Requests(connection)
+        self._http = httpx.Client(
+            base_url=connection.server, verify=connection.ssl_context(), timeout=httpx.Timeout(timeout, connect=5.0)
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Kube:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> JSON:
+        try:
+            response = self._http.request(
+                method, path, params=params, content=body, headers=self._requests.headers(content_type)
+            )
+        except httpx.TransportError as error:
+            raise ClusterError(
+                f"cannot reach the Kubernetes API server at {self.connection.server}: {error}. "
+                "Is the cluster up? (`plait dev status`)"
+            ) from error
+        if response.status_code >= 400:
+            raise _error(response)
+        result: JSON = response.json()
+        return result
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        return self._send("GET", resource.path(namespace, name))
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> JSON:
+        return self._send(
+            "GET", resource.path(namespace), params=_params(labelSelector=label_selector, fieldSelector=field_selector)
+        )
+
+    def create(self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False) -> JSON:
+        return self._send(
+            "POST",
+            resource.path(namespace),
+            params=_params(dryRun="All" if dry_run else None),
+            body=_encode(body),
+            content_type="application/json",
+        )
+
+    def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        patch_type: PatchType = "merge",
+        field_manager: str | None = None,
+        force: bool | None = None,
+    ) -> JSON:
+        params = _params(fieldManager=field_manager, force="true" if force else None)
+        return self._send(
+            "PATCH",
+            resource.path(namespace, name, subresource),
+            params=params,
+            body=_encode(patch),
+            content_type=_PATCH_CONTENT_TYPES[patch_type],
+        )
+
+    def delete(
+        self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
+    ) -> JSON:
+        options: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation:
+            options["propagationPolicy"] = propagation
+        return self._send(
+            "DELETE", resource.path(namespace, name), body=_encode(options), content_type="application/json"
+        )
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> Iterator[WatchEvent]:
+        params = _watch_params(resource_version, label_selector, field_selector, timeout_seconds)
+        with self._http.stream(
+            "GET",
+            resource.path(namespace),
+            params=params,
+            headers=self._requests.headers(),
+            timeout=httpx.Timeout(timeout_seconds + 30, connect=5.0),
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            for line in response.iter_lines():
+                event = _decode_watch_line(line)
+                if event is not None:
+                    yield event
+
+    def raw(self, method: str, path: str) -> httpx.Response:
+        return self._http.request(method, path, headers=self._requests.headers())

@@ -1,0 +1,39 @@
+"""Install CustomResourceDefinitions and wait until the API server serves them.
+
+Used by ``plait dev up``, the operator's ``--install-crds`` and the test fixtures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from plait._kube.client import CRDS, JSON, Kube
+from plait.errors import ClusterError
+
+FIELD_MANAGER = "plait"
+
+
+def established(crd: JSON) -> bool:
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def apply_crds(kube: Kube, crds: Iterable[JSON], *, timeout: float = 30.0) -> None:
+    """Server-side apply each CRD, then wait until every one is ``Established``."""
+    names = []
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        kube.patch(CRDS, name, crd, patch_type="apply", field_manager=FIELD_MANAGER, force=True)
+        names.append(name)
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        for name in sorted(pending):
+            if established(kube.get(CRDS, name)):
+                pending.discard(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"CRDs not Established after {timeout:.0f}s: {', '.join(sorted(pending))}")
+        time.sleep(0.05)

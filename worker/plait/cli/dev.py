@@ -1,0 +1,62 @@
+"""``plait dev up|down|status|env``: a local control plane with plait running on it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from plait._devenv.dev import DevEnvironment
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev = commands.add_parser(
+        "dev",
+        help="run a local Kubernetes control plane with plait on it",
+        description=(
+            "A real kube-apiserver, etcd and kube-controller-manager on loopback ports, built from Go "
+            "modules and cached. State lives in $PLAIT_DEV_DIR (default ~/.local/state/plait/dev)."
+        ),
+    )
+    dev.add_argument("--dir", type=Path, default=None, help="environment directory (default: $PLAIT_DEV_DIR)")
+    actions = dev.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", help="start the control plane in the background (harmless when it runs)")
+    up.set_defaults(handler=_up)
+    down = actions.add_parser("down", help="stop every process `up` started; data stays for the next `up`")
+    down.set_defaults(handler=_down)
+    status = actions.add_parser("status", help="show the processes, their state and where they log")
+    status.set_defaults(handler=_status)
+    env = actions.add_parser("env", help='print shell exports for KUBECONFIG and PATH: eval "$(plait dev env)"')
+    env.set_defaults(handler=_env)
+
+
+def _up(args: argparse.Namespace) -> int:
+    environment = DevEnvironment(args.dir)
+    environment.up([])
+    print(f"control plane ready at {environment.plane.server}")
+    print(f"kubeconfig: {environment.kubeconfig}")
+    print('use it with: eval "$(plait dev env)"; kubectl get ns')
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    DevEnvironment(args.dir).down()
+    print("stopped")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    environment = DevEnvironment(args.dir)
+    rows = environment.status()
+    if not rows:
+        print(f"nothing running (environment: {environment.directory})")
+        return 1
+    for name, pid, alive, log in rows:
+        print(f"{name:<26} pid={pid:<8} {'running' if alive else 'stopped':<8} logs={log}")
+    print(f"kubeconfig: {environment.kubeconfig}")
+    return 0 if all(alive for _, _, alive, _ in rows) else 1
+
+
+def _env(args: argparse.Namespace) -> int:
+    for line in DevEnvironment(args.dir).env_lines():
+        print(line)
+    return 0
