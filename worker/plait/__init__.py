@@ -1,0 +1,74 @@
+"""plait: durable workflows on Kubernetes, written as plain Python.
+
+The authoring API and local execution are compatible with the ``sayiir`` package: code written
+for sayiir runs on plait by changing the import. Build a flow with :class:`Flow` and
+:func:`task`, run it in-process with :func:`run_workflow` or :func:`run_durable_workflow`, and
+serve it on a cluster with ``plait worker MODULE``.
+"""
+
+from plait._authoring.flow import BranchBuilder, Flow, ForkBuilder, NodeInfo, Workflow
+from plait._authoring.loop import LoopResult, OnMax
+from plait._authoring.tasks import RetryPolicy, TaskMetadata, parse_duration, task
+from plait._execution.context import TaskExecutionContext, get_task_context
+from plait._local.api import (
+    DurableEngine,
+    WorkflowClient,
+    WorkflowEngine,
+    cancel_workflow,
+    pause_workflow,
+    resume_workflow,
+    run_durable_workflow,
+    run_workflow,
+    send_signal,
+    unpause_workflow,
+)
+from plait._local.backends import Backend, InMemoryBackend, SqliteBackend
+from plait._local.status import WorkflowStatus
+from plait.errors import (
+    BackendError,
+    DefinitionError,
+    InstanceAlreadyExistsError,
+    PayloadTooLarge,
+    PlaitError,
+    TaskError,
+    WorkflowError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BranchBuilder",
+    "DefinitionError",
+    "DurableEngine",
+    "Flow",
+    "ForkBuilder",
+    "InMemoryBackend",
+    "InstanceAlreadyExistsError",
+    "LoopResult",
+    "NodeInfo",
+    "OnMax",
+    "PayloadTooLarge",
+    "PlaitError",
+    "RetryPolicy",
+    "SqliteBackend",
+    "TaskError",
+    "TaskExecutionContext",
+    "TaskMetadata",
+    "Workflow",
+    "WorkflowClient",
+    "WorkflowEngine",
+    "WorkflowError",
+    "WorkflowStatus",
+    "cancel_workflow",
+    "get_task_context",
+    "parse_duration",
+    "pause_workflow",
+    "resume_workflow",
+    "run_durable_workflow",
+    "run_workflow",
+    "send_signal",
+    "task",
+    "unpause_workflow",
+]

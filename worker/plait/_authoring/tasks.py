@@ -1,0 +1,190 @@
+"""``@task``, ``RetryPolicy`` and durations: how a Python function becomes a workflow task.
+
+Compatible with the ``sayiir`` package: the decorator attaches metadata to the function and
+returns it unchanged, so a task is still a plain function you can call in a unit test.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar, get_type_hints, overload
+
+from plait._core.definition import Retry
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float | int | timedelta) -> float:
+    """Seconds from a number, a ``timedelta`` or a string like ``"100ms"``, ``"30s"``, ``"5m"``, ``"2h"``."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool):
+        raise ValueError(f"Invalid duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"Invalid duration: {value!r} is negative")
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(
+            f'Invalid duration: "{value}". Expected a number (seconds) or a string like "30s", "5m", "1h", "100ms".'
+        )
+    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+class RetryPolicy:
+    """How often and how patiently to retry a failing task.
+
+    ``max_retries`` attempts after the first; the n-th retry waits
+    ``initial_delay_secs * backoff_multiplier ** (n - 1)`` seconds, capped at ``max_delay_secs``.
+    """
+
+    __slots__ = ("backoff_multiplier", "initial_delay_secs", "max_delay_secs", "max_retries")
+
+    def __init__(
+        self,
+        max_retries: int = 2,
+        initial_delay_secs: float = 1.0,
+        backoff_multiplier: float = 2.0,
+        max_delay_secs: float | None = None,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if initial_delay_secs < 0:
+            raise ValueError(f"initial_delay_secs must be >= 0, got {initial_delay_secs}")
+        if backoff_multiplier <= 0:
+            raise ValueError(f"backoff_multiplier must be > 0, got {backoff_multiplier}")
+        if max_delay_secs is not None and max_delay_secs < 0:
+            raise ValueError(f"max_delay_secs must be >= 0, got {max_delay_secs}")
+        self.max_retries = max_retries
+        self.initial_delay_secs = float(initial_delay_secs)
+        self.backoff_multiplier = float(backoff_multiplier)
+        self.max_delay_secs = None if max_delay_secs is None else float(max_delay_secs)
+
+    def to_retry(self) -> Retry:
+        return Retry(self.max_retries, self.initial_delay_secs, self.backoff_multiplier, self.max_delay_secs)
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryPolicy(max_retries={self.max_retries}, initial_delay_secs={self.initial_delay_secs}, "
+            f"backoff_multiplier={self.backoff_multiplier}, max_delay_secs={self.max_delay_secs})"
+        )
+
+
+@dataclass(frozen=True)
+class TaskMetadata:
+    """What ``@task`` recorded about a function."""
+
+    display_name: str | None = None
+    description: str | None = None
+    timeout_secs: float | None = None
+    retries: RetryPolicy | None = None
+    tags: list[str] | None = None
+    version: str | None = None
+    priority: int | None = None
+    queue: str | None = None
+
+
+def _resolve_retries(retries: int | RetryPolicy | None) -> RetryPolicy | None:
+    if retries is None:
+        return None
+    if isinstance(retries, bool) or not isinstance(retries, int | RetryPolicy):
+        raise TypeError(f"retries must be an int or a RetryPolicy, got {retries!r}")
+    if isinstance(retries, int):
+        return RetryPolicy(max_retries=retries, initial_delay_secs=1.0, backoff_multiplier=2.0)
+    return retries
+
+
+@overload
+def task(func: F) -> F: ...
+
+
+@overload
+def task(
+    func: str | None = None,
+    *,
+    name: str | None = None,
+    timeout: str | float | timedelta | None = None,
+    timeout_secs: float | None = None,
+    retries: int | RetryPolicy | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    priority: int | None = None,
+    queue: str | None = None,
+) -> Callable[[F], F]: ...
+
+
+def task(
+    func: Callable[..., Any] | str | None = None,
+    *,
+    name: str | None = None,
+    timeout: str | float | timedelta | None = None,
+    timeout_secs: float | None = None,
+    retries: int | RetryPolicy | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    priority: int | None = None,
+    queue: str | None = None,
+) -> Any:
+    """Mark a function as a workflow task; use bare, as ``@task("name")`` or with keywords.
+
+    ``timeout`` (seconds or ``"30s"``) is enforced for sync and async tasks alike; ``retries`` is
+    an int (that many retries, 1 s initial delay, doubling) or a :class:`RetryPolicy`;
+    ``priority`` is 1-5; ``queue`` (plait) picks the worker pool that runs the task.
+    """
+    if isinstance(func, str):
+        name, func = func, None
+    resolved_timeout = parse_duration(timeout) if timeout is not None else timeout_secs
+    if resolved_timeout is not None and resolved_timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {resolved_timeout}")
+    resolved_retries = _resolve_retries(retries)
+    if priority is not None and not 1 <= priority <= 5:
+        raise ValueError(f"priority must be between 1 and 5, got {priority}")
+    if tags is not None:
+        if len(tags) > 20:
+            raise ValueError(f"too many tags: {len(tags)} (max 20)")
+        for tag in tags:
+            if not tag:
+                raise ValueError("tags must not contain empty strings")
+            if len(tag) > 64:
+                raise ValueError(f"tag too long: '{tag}' ({len(tag)} chars, max 64)")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        task_id = name or fn.__name__
+        fn._task_id = task_id  # type: ignore[attr-defined]
+        fn._metadata = TaskMetadata(  # type: ignore[attr-defined]
+            display_name=task_id,
+            description=description,
+            timeout_secs=resolved_timeout,
+            retries=resolved_retries,
+            tags=tags,
+            priority=priority,
+            queue=queue,
+        )
+        fn._input_type, fn._output_type = io_types(fn)  # type: ignore[attr-defined]
+        return fn
+
+    if func is not None and callable(func):
+        return decorate(func)
+    return decorate
+
+
+def io_types(fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """The annotated type of the first parameter and of the return value, where known."""
+    try:
+        hints = get_type_hints(fn)
+    except Exception:  # annotations that do not resolve are simply unknown
+        hints = {}
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        params = []
+    return (hints.get(params[0]) if params else None), hints.get("return")

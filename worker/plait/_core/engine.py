@@ -1,0 +1,587 @@
+"""The engine core: ``decide(definition, snapshot, event, now) -> Decision(snapshot, commands)``.
+
+Every semantic of plait lives here once: sequencing, fork/join, routing, loops, child flows,
+retries with backoff, durable delays, signals (buffered first-in first-out per name, with
+timeouts), pause/unpause/cancel at task boundaries, and what counts as a stale event. The local
+runner and the Kubernetes controller are adapters that carry out the commands and feed back the
+events. No I/O and no clock: time comes in as ``now`` (seconds since the epoch).
+
+Events for steps that are no longer waiting for them (a late result of a superseded attempt, a
+timer that was cancelled, a second delivery of the same result) are ignored and reported with
+``Decision.accepted = False``; that is what makes redelivery after a crash harmless.
+
+The snapshot passed in is updated in place and returned in the decision; adapters load a fresh
+one from their store for each event, so no caller sees a half-applied state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from plait._core import snapshot as st
+from plait._core.definition import (
+    ChildNode,
+    Definition,
+    DelayNode,
+    ForkNode,
+    LoopNode,
+    Node,
+    RouteNode,
+    SignalNode,
+    TaskNode,
+)
+from plait._core.events import (
+    Cancel,
+    CancelTask,
+    Command,
+    Complete,
+    DispatchTask,
+    Event,
+    Fail,
+    Pause,
+    SetTimer,
+    SignalReceived,
+    Started,
+    TaskFailed,
+    TaskLost,
+    TaskSucceeded,
+    TaskTimedOut,
+    TimerFired,
+    Unpause,
+)
+from plait._core.snapshot import Frame, Snapshot
+from plait.errors import DefinitionError
+
+#: How many times an attempt may be lost (its worker vanished) before the step fails.
+MAX_LOST_ATTEMPTS = 5
+
+
+@dataclass(slots=True)
+class Decision:
+    snapshot: Snapshot
+    commands: list[Command] = field(default_factory=list)
+    accepted: bool = True
+
+
+class _Done:
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _Failed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+Outcome = _Done | _Failed | None  # None: still running
+Leaf = Callable[[Node, Frame, str, "_Context"], Outcome]
+
+
+class _Context:
+    __slots__ = ("commands", "definition", "now", "snapshot")
+
+    def __init__(self, definition: Definition, snapshot: Snapshot, now: float) -> None:
+        self.definition = definition
+        self.snapshot = snapshot
+        self.now = now
+        self.commands: list[Command] = []
+
+
+def new_snapshot(definition: Definition, instance_id: str) -> Snapshot:
+    return Snapshot(instance_id=instance_id, workflow=definition.name, definition_hash=definition.hash)
+
+
+def decide(definition: Definition, snapshot: Snapshot, event: Event, now: float) -> Decision:
+    """Apply ``event`` to ``snapshot`` at time ``now``; return the snapshot and what to do next."""
+    if snapshot.definition_hash != definition.hash:
+        raise DefinitionError(
+            f"instance {snapshot.instance_id!r} runs definition {snapshot.definition_hash[:12]} of "
+            f"{snapshot.workflow!r}, not {definition.hash[:12]}; resume it with the definition it started with"
+        )
+    ctx = _Context(definition, snapshot, now)
+    if snapshot.finished or (snapshot.root is None and not isinstance(event, Started | Cancel)):
+        return Decision(snapshot, [], accepted=False)
+    accepted = _apply(event, ctx)
+    if accepted:
+        snapshot.events += 1
+        _refresh_status(snapshot)
+    return Decision(snapshot, ctx.commands, accepted)
+
+
+# -- event dispatch ---------------------------------------------------------------------------
+
+
+def _apply(event: Event, ctx: _Context) -> bool:
+    snapshot = ctx.snapshot
+    if isinstance(event, TaskSucceeded):
+        return _deliver(event.path, event.attempt, _succeeded(event.output), ctx)
+    if isinstance(event, TaskFailed):
+        return _deliver(event.path, event.attempt, _failed(event.error), ctx)
+    if isinstance(event, TaskTimedOut):
+        return _deliver(event.path, event.attempt, _timed_out, ctx)
+    if isinstance(event, TaskLost):
+        return _deliver(event.path, event.attempt, _lost(event.reason), ctx)
+    if isinstance(event, TimerFired):
+        timer = snapshot.timers.get(event.path)
+        if timer is None or timer[0] > ctx.now:
+            return False
+        return _deliver(event.path, None, _timer_fired, ctx)
+    if isinstance(event, SignalReceived):
+        return _signal(event, ctx)
+    if isinstance(event, Started):
+        if snapshot.root is not None:
+            return False
+        _start_root(event.input, ctx)
+        return True
+    if isinstance(event, Pause):
+        if snapshot.paused is not None:
+            return False
+        snapshot.paused = {"reason": event.reason, "by": event.by}
+        return True
+    if isinstance(event, Unpause):
+        if snapshot.paused is None:
+            return False
+        snapshot.paused = None
+        ready, snapshot.ready = snapshot.ready, []
+        for path in ready:
+            _deliver(path, None, _release, ctx)
+        return True
+    if isinstance(event, Cancel):
+        snapshot.cancelled = {"reason": event.reason, "by": event.by}
+        _finish(ctx, st.CANCELLED)
+        return True
+    raise TypeError(f"not an engine event: {event!r}")
+
+
+def _start_root(value: Any, ctx: _Context) -> None:
+    frame: Frame = {"pos": -1, "cur": None}
+    ctx.snapshot.root = frame
+    _conclude(_advance(ctx.definition.steps, frame, "", value, ctx), ctx)
+
+
+def _deliver(path: str, attempt: int | None, leaf: Leaf, ctx: _Context) -> bool:
+    """Route an event to the step at ``path``; ``attempt`` must match a dispatched task's."""
+    snapshot = ctx.snapshot
+    if attempt is not None and snapshot.running.get(path) != attempt:
+        return False
+    root = snapshot.root
+    assert root is not None
+    applied: list[bool] = []
+
+    def guarded(node: Node, state: Frame, at: str, ctx: _Context) -> Outcome:
+        applied.append(True)
+        return leaf(node, state, at, ctx)
+
+    outcome = _deliver_sequence(ctx.definition.steps, root, "", path.split("/"), 0, guarded, ctx)
+    if not applied:
+        return False
+    _conclude(outcome, ctx)
+    return True
+
+
+def _conclude(outcome: Outcome, ctx: _Context) -> None:
+    if isinstance(outcome, _Done):
+        ctx.snapshot.output = outcome.value
+        ctx.commands.append(Complete(outcome.value))
+        _finish(ctx, st.COMPLETED)
+    elif isinstance(outcome, _Failed):
+        ctx.snapshot.error = outcome.error
+        ctx.commands.append(Fail(outcome.error))
+        _finish(ctx, st.FAILED)
+
+
+def _finish(ctx: _Context, status: str) -> None:
+    """End the instance: stop every attempt in flight and drop every timer."""
+    snapshot = ctx.snapshot
+    for path, attempt in snapshot.running.items():
+        ctx.commands.append(CancelTask(path, attempt))
+    snapshot.running = {}
+    snapshot.ready = []
+    snapshot.timers = {}
+    snapshot.waiting_signals = {}
+    snapshot.status = status
+
+
+def _refresh_status(snapshot: Snapshot) -> None:
+    if snapshot.status in st.TERMINAL:
+        return
+    if snapshot.paused is not None:
+        snapshot.status = st.PAUSED
+    elif snapshot.running or snapshot.ready or any(t[1] == "retry" for t in snapshot.timers.values()):
+        snapshot.status = st.IN_PROGRESS
+    elif snapshot.waiting_signals:
+        snapshot.status = st.AWAITING_SIGNAL
+    elif snapshot.timers:
+        snapshot.status = st.WAITING
+    else:
+        snapshot.status = st.IN_PROGRESS
+
+
+# -- walking the frame tree --------------------------------------------------------------------
+
+
+def _deliver_sequence(
+    steps: tuple[Node, ...], frame: Frame, prefix: str, parts: list[str], i: int, leaf: Leaf, ctx: _Context
+) -> Outcome:
+    try:
+        pos = int(parts[i])
+    except (IndexError, ValueError):
+        return None
+    if frame["pos"] != pos or frame["cur"] is None:
+        return None
+    outcome = _deliver_node(steps[pos], frame["cur"], prefix + parts[i], parts, i + 1, leaf, ctx)
+    if isinstance(outcome, _Done):
+        return _advance(steps, frame, prefix, outcome.value, ctx)
+    return outcome
+
+
+def _advance(steps: tuple[Node, ...], frame: Frame, prefix: str, value: Any, ctx: _Context) -> Outcome:
+    """Move ``frame`` past its current step with ``value``; start steps until one must wait."""
+    pos = frame["pos"]
+    while True:
+        pos += 1
+        if pos == len(steps):
+            frame["pos"], frame["cur"] = pos, None
+            return _Done(value)
+        frame["pos"] = pos
+        state, outcome = _start(steps[pos], value, prefix + str(pos), ctx)
+        frame["cur"] = state
+        if outcome is None:
+            return None
+        if isinstance(outcome, _Failed):
+            return outcome
+        value = outcome.value
+
+
+def _deliver_node(node: Node, state: Frame, path: str, parts: list[str], i: int, leaf: Leaf, ctx: _Context) -> Outcome:
+    if i == len(parts):
+        return leaf(node, state, path, ctx)
+    part = parts[i]
+    if isinstance(node, ForkNode):
+        if part == "j":
+            join = state.get("join")
+            if join is None or i + 1 != len(parts):
+                return None
+            return leaf(node.join, join, f"{path}/j", ctx)
+        index = int(part)
+        frame = state["branches"][index]
+        if frame is None:
+            return None
+        branch = node.branches[index]
+        outcome = _deliver_sequence(branch.steps, frame, f"{path}/{index}/", parts, i + 1, leaf, ctx)
+        if not isinstance(outcome, _Done):
+            return outcome
+        state["branches"][index] = None
+        state["results"][branch.name] = outcome.value
+        if any(f is not None for f in state["branches"]):
+            return None
+        results = {b.name: state["results"][b.name] for b in node.branches}
+        state["results"] = {}
+        join, outcome = _start(node.join, results, f"{path}/j", ctx)
+        state["join"] = join
+        return outcome
+    if isinstance(node, RouteNode):
+        if part == "k":
+            if state.get("key") is None or i + 1 != len(parts):
+                return None
+            outcome = leaf(node.key, state["key"], f"{path}/k", ctx)
+            if not isinstance(outcome, _Done):
+                return outcome
+            return _choose_route(node, state, path, outcome.value, ctx)
+        frame = state.get("frame")
+        if part != "r" or frame is None:
+            return None
+        steps = node.branch_for(state["choice"])
+        assert steps is not None
+        outcome = _deliver_sequence(steps, frame, f"{path}/r/", parts, i + 1, leaf, ctx)
+        if isinstance(outcome, _Done):
+            return _Done({"branch": state["choice"], "result": outcome.value})
+        return outcome
+    if isinstance(node, LoopNode):
+        if int(part) != state["iteration"]:
+            return None
+        outcome = _deliver_sequence(node.body, state["frame"], f"{path}/{part}/", parts, i + 1, leaf, ctx)
+        if not isinstance(outcome, _Done):
+            return outcome
+        verdict = _next_iteration(node, state, outcome.value)
+        if isinstance(verdict, _Again):
+            return _run_loop_body(node, state, path, verdict.value, ctx)
+        return verdict
+    if isinstance(node, ChildNode):
+        return _deliver_sequence(node.steps, state["frame"], f"{path}/", parts, i, leaf, ctx)
+    return None
+
+
+# -- starting nodes ------------------------------------------------------------------------------
+
+
+def _start(node: Node, value: Any, path: str, ctx: _Context) -> tuple[Frame | None, Outcome]:
+    """Begin ``node`` on ``value``: its new state, and its outcome if it finished at once."""
+    if isinstance(node, TaskNode):
+        state: Frame = {"attempt": 0, "failures": 0, "lost": 0, "state": "ready", "input": value}
+        _dispatch(node, state, path, ctx)
+        return state, None
+    if isinstance(node, ForkNode):
+        state = {"branches": [], "results": {}, "join": None}
+        for index, branch in enumerate(node.branches):
+            frame: Frame = {"pos": -1, "cur": None}
+            state["branches"].append(frame)
+            outcome = _advance(branch.steps, frame, f"{path}/{index}/", value, ctx)
+            if isinstance(outcome, _Failed):
+                return state, outcome
+            if isinstance(outcome, _Done):
+                state["branches"][index] = None
+                state["results"][branch.name] = outcome.value
+        if any(f is not None for f in state["branches"]):
+            return state, None
+        results = {b.name: state["results"][b.name] for b in node.branches}
+        state["results"] = {}
+        state["join"], outcome = _start(node.join, results, f"{path}/j", ctx)
+        return state, outcome
+    if isinstance(node, RouteNode):
+        state = {"input": value, "key": None, "choice": None, "frame": None}
+        state["key"], outcome = _start(node.key, value, f"{path}/k", ctx)
+        return state, outcome
+    if isinstance(node, LoopNode):
+        state = {"iteration": 0, "frame": {"pos": -1, "cur": None}}
+        return state, _run_loop_body(node, state, path, value, ctx)
+    if isinstance(node, DelayNode):
+        at = ctx.now + node.seconds
+        ctx.snapshot.timers[path] = [at, "delay", node.id]
+        ctx.commands.append(SetTimer(path, at, "delay"))
+        _mark(ctx, node.id, "waiting")
+        return {"value": value}, None
+    if isinstance(node, SignalNode):
+        buffered = ctx.snapshot.signals.get(node.signal)
+        if buffered:
+            payload = buffered.pop(0)
+            if not buffered:
+                del ctx.snapshot.signals[node.signal]
+            _mark(ctx, node.id, "succeeded")
+            return {}, _Done(payload)
+        ctx.snapshot.waiting_signals[path] = [node.signal, node.id]
+        if node.timeout_secs is not None:
+            at = ctx.now + node.timeout_secs
+            ctx.snapshot.timers[path] = [at, "signal-timeout", node.id]
+            ctx.commands.append(SetTimer(path, at, "signal-timeout"))
+        _mark(ctx, node.id, "waiting")
+        return {}, None
+    if isinstance(node, ChildNode):
+        state = {"frame": {"pos": -1, "cur": None}}
+        return state, _advance(node.steps, state["frame"], f"{path}/", value, ctx)
+    raise TypeError(f"unknown node {node!r}")
+
+
+def _choose_route(node: RouteNode, state: Frame, path: str, key: Any, ctx: _Context) -> Outcome:
+    if not isinstance(key, str):
+        return _Failed(f"Route '{node.id}': key function returned {key!r} ({type(key).__name__}), expected a string")
+    steps = node.branch_for(key)
+    if steps is None:
+        return _Failed(
+            f"Route '{node.id}': no branch matches key {key!r} and there is no default branch "
+            f"(declared keys: {', '.join(node.keys)})"
+        )
+    value, state["input"] = state["input"], None
+    state["choice"] = key
+    state["frame"] = {"pos": -1, "cur": None}
+    outcome = _advance(steps, state["frame"], f"{path}/r/", value, ctx)
+    if isinstance(outcome, _Done):
+        return _Done({"branch": key, "result": outcome.value})
+    return outcome
+
+
+class _Again:
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _run_loop_body(node: LoopNode, state: Frame, path: str, value: Any, ctx: _Context) -> Outcome:
+    """Run iterations of ``node``'s body from ``value`` until one must wait or the loop ends."""
+    while True:
+        frame: Frame = {"pos": -1, "cur": None}
+        state["frame"] = frame
+        outcome = _advance(node.body, frame, f"{path}/{state['iteration']}/", value, ctx)
+        if not isinstance(outcome, _Done):
+            return outcome
+        verdict = _next_iteration(node, state, outcome.value)
+        if not isinstance(verdict, _Again):
+            return verdict
+        value = verdict.value
+
+
+def _next_iteration(node: LoopNode, state: Frame, result: Any) -> Outcome | _Again:
+    """What a finished iteration means: the loop's result, its failure, or another iteration."""
+    if not (isinstance(result, dict) and result.get("_loop") in ("again", "done")):
+        return _Failed(
+            f"Loop '{node.id}': body returned {type(result).__name__}, expected LoopResult.again(value) "
+            "or LoopResult.done(value)"
+        )
+    value = result.get("value")
+    if result["_loop"] == "done":
+        return _Done(value)
+    state["iteration"] += 1
+    if state["iteration"] < node.max_iterations:
+        return _Again(value)
+    if node.on_max == "exit_with_last":
+        return _Done(value)
+    return _Failed(f"Loop '{node.id}' exceeded max iterations ({node.max_iterations})")
+
+
+# -- task attempts -------------------------------------------------------------------------------
+
+
+def _dispatch(node: TaskNode, state: Frame, path: str, ctx: _Context) -> None:
+    """Send the next attempt of ``node``, or hold it while the instance is paused."""
+    snapshot = ctx.snapshot
+    if snapshot.paused is not None:
+        state["state"] = "ready"
+        snapshot.ready.append(path)
+        return
+    state["attempt"] += 1
+    state["state"] = "running"
+    snapshot.running[path] = state["attempt"]
+    ctx.commands.append(
+        DispatchTask(
+            path,
+            node.id,
+            node.task,
+            state["attempt"],
+            state["input"],
+            node.timeout_secs,
+            node.queue or ctx.definition.queue,
+            node.priority,
+        )
+    )
+    summary = snapshot.steps.get(node.id)
+    if summary is None:
+        snapshot.steps[node.id] = {"state": "running", "attempts": 1, "runs": 0, "startedAt": ctx.now}
+    else:
+        summary["state"] = "running"
+        summary["attempts"] += 1
+        summary.setdefault("startedAt", ctx.now)
+
+
+def _mark(ctx: _Context, node_id: str, state: str) -> None:
+    summary = ctx.snapshot.steps.get(node_id)
+    if summary is None:
+        ctx.snapshot.steps[node_id] = summary = {"state": state, "attempts": 0, "runs": 0, "startedAt": ctx.now}
+    summary["state"] = state
+    if state in ("succeeded", "failed"):
+        summary["finishedAt"] = ctx.now
+        if state == "succeeded":
+            summary["runs"] += 1
+
+
+def _succeeded(output: Any) -> Leaf:
+    def leaf(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+        assert isinstance(node, TaskNode)
+        del ctx.snapshot.running[path]
+        state["state"] = "done"
+        state["input"] = None
+        _mark(ctx, node.id, "succeeded")
+        return _Done(output)
+
+    return leaf
+
+
+def _failed(error: str) -> Leaf:
+    def leaf(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+        assert isinstance(node, TaskNode)
+        return _attempt_failed(node, state, path, error, ctx)
+
+    return leaf
+
+
+def _timed_out(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+    assert isinstance(node, TaskNode)
+    return _attempt_failed(node, state, path, f"TimeoutError: task '{node.id}' timed out after {node.timeout_secs}s", ctx)
+
+
+def _attempt_failed(node: TaskNode, state: Frame, path: str, error: str, ctx: _Context) -> Outcome:
+    snapshot = ctx.snapshot
+    del snapshot.running[path]
+    state["failures"] += 1
+    state["error"] = error
+    retry = node.retry
+    if retry is None or state["failures"] > retry.max_retries:
+        state["state"] = "failed"
+        _mark(ctx, node.id, "failed")
+        return _Failed(error)
+    delay = retry.delay(state["failures"])
+    if delay <= 0:
+        _dispatch(node, state, path, ctx)
+        return None
+    state["state"] = "backoff"
+    at = ctx.now + delay
+    snapshot.timers[path] = [at, "retry", node.id]
+    ctx.commands.append(SetTimer(path, at, "retry"))
+    _mark(ctx, node.id, "retrying")
+    return None
+
+
+def _lost(reason: str) -> Leaf:
+    def leaf(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+        assert isinstance(node, TaskNode)
+        del ctx.snapshot.running[path]
+        state["lost"] += 1
+        if state["lost"] > MAX_LOST_ATTEMPTS:
+            _mark(ctx, node.id, "failed")
+            return _Failed(f"task '{node.id}' lost its worker {state['lost']} times (last: {reason})")
+        _dispatch(node, state, path, ctx)
+        return None
+
+    return leaf
+
+
+def _release(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+    """Unpause: dispatch an attempt that the pause held back."""
+    if isinstance(node, TaskNode) and state.get("state") == "ready":
+        _dispatch(node, state, path, ctx)
+    return None
+
+
+def _timer_fired(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+    snapshot = ctx.snapshot
+    del snapshot.timers[path]
+    if isinstance(node, TaskNode):
+        _dispatch(node, state, path, ctx)
+        return None
+    if isinstance(node, DelayNode):
+        _mark(ctx, node.id, "succeeded")
+        return _Done(state.pop("value"))
+    if isinstance(node, SignalNode):
+        del snapshot.waiting_signals[path]
+        if node.on_timeout == "continue":
+            _mark(ctx, node.id, "succeeded")
+            return _Done(None)
+        _mark(ctx, node.id, "failed")
+        return _Failed(f"SignalTimeout: signal '{node.signal}' not received within {node.timeout_secs}s")
+    return None
+
+
+# -- signals ---------------------------------------------------------------------------------------
+
+
+def _signal(event: SignalReceived, ctx: _Context) -> bool:
+    """Give the payload to the oldest waiter for this name, or buffer it (first in, first out)."""
+    snapshot = ctx.snapshot
+    waiter = next((path for path, (name, _) in snapshot.waiting_signals.items() if name == event.name), None)
+    if waiter is None:
+        snapshot.signals.setdefault(event.name, []).append(event.payload)
+        return True
+
+    def receive(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+        del snapshot.waiting_signals[path]
+        snapshot.timers.pop(path, None)
+        _mark(ctx, node.id, "succeeded")
+        return _Done(event.payload)
+
+    return _deliver(waiter, None, receive, ctx)

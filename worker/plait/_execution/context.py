@@ -1,0 +1,40 @@
+"""``get_task_context()``: what a running task can learn about itself.
+
+Set by whoever runs the task (the local runner or a worker) around each call; ``None`` outside a
+task. Besides sayiir's fields, plait adds the attempt number and cooperative cancellation:
+long-running sync tasks can poll ``is_cancelled()`` and return early when the instance was
+cancelled or the worker lost its claim.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from plait._authoring.tasks import TaskMetadata
+
+
+@dataclass
+class TaskExecutionContext:
+    workflow_id: str
+    instance_id: str
+    task_id: str
+    metadata: TaskMetadata | None
+    workflow_metadata: dict[str, Any] | None
+    attempt: int = 1
+    path: str = ""
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def is_cancelled(self) -> bool:
+        """True once the instance was cancelled or this attempt was superseded; stop soon."""
+        return self.cancel_event.is_set()
+
+
+current: ContextVar[TaskExecutionContext | None] = ContextVar("plait_task_context", default=None)
+
+
+def get_task_context() -> TaskExecutionContext | None:
+    """The context of the task running in this thread or coroutine, or ``None`` outside a task."""
+    return current.get()

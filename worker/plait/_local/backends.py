@@ -1,0 +1,169 @@
+"""Local stores for durable runs: :class:`InMemoryBackend` and :class:`SqliteBackend`.
+
+A backend keeps, per instance, the latest checkpoint (the engine snapshot as JSON), an inbox of
+external requests not yet applied (signals, pause, unpause, cancel, in arrival order) and the
+latest output of each task id (for ``WorkflowClient.get_task_result``). The local runner is the
+only writer of checkpoints; clients only append to inboxes, as on Kubernetes, where signals and
+annotations wait for the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from plait.errors import BackendError
+
+
+class Backend(ABC):
+    """What the local runner needs from a store."""
+
+    @abstractmethod
+    def load(self, instance_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def save(self, instance_id: str, snapshot: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def delete(self, instance_id: str) -> None: ...
+
+    @abstractmethod
+    def append_inbox(self, instance_id: str, request: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def take_inbox(self, instance_id: str) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def record_output(self, instance_id: str, task_id: str, output: Any) -> None: ...
+
+    @abstractmethod
+    def task_output(self, instance_id: str, task_id: str) -> Any | None: ...
+
+    def require(self, instance_id: str) -> dict[str, Any]:
+        snapshot = self.load(instance_id)
+        if snapshot is None:
+            raise BackendError(f"Snapshot not found: {instance_id}")
+        return snapshot
+
+
+class InMemoryBackend(Backend):
+    """Checkpoints kept as JSON text in this process; for tests and prototypes."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, str] = {}
+        self._inboxes: dict[str, list[dict[str, Any]]] = {}
+        self._outputs: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, instance_id: str) -> dict[str, Any] | None:
+        raw = self._snapshots.get(instance_id)
+        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+    def save(self, instance_id: str, snapshot: dict[str, Any]) -> None:
+        self._snapshots[instance_id] = json.dumps(snapshot, separators=(",", ":"))
+
+    def delete(self, instance_id: str) -> None:
+        with self._lock:
+            self._snapshots.pop(instance_id, None)
+            self._inboxes.pop(instance_id, None)
+            self._outputs.pop(instance_id, None)
+
+    def append_inbox(self, instance_id: str, request: dict[str, Any]) -> None:
+        with self._lock:
+            self._inboxes.setdefault(instance_id, []).append(json.loads(json.dumps(request)))
+
+    def take_inbox(self, instance_id: str) -> list[dict[str, Any]]:
+        if instance_id not in self._inboxes:
+            return []
+        with self._lock:
+            return self._inboxes.pop(instance_id, [])
+
+    def record_output(self, instance_id: str, task_id: str, output: Any) -> None:
+        self._outputs.setdefault(instance_id, {})[task_id] = json.dumps(output)
+
+    def task_output(self, instance_id: str, task_id: str) -> Any | None:
+        raw = self._outputs.get(instance_id, {}).get(task_id)
+        return None if raw is None else json.loads(raw)
+
+    def __repr__(self) -> str:
+        return f"InMemoryBackend(instances={len(self._snapshots)})"
+
+
+class SqliteBackend(Backend):
+    """Checkpoints in a SQLite file: survives the process, so ``resume_workflow`` works after a crash."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        with self._connection() as db:
+            db.executescript(
+                """
+                PRAGMA journal_mode=WAL;
+                CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, snapshot TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+                                                  request TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS outputs (id TEXT NOT NULL, task TEXT NOT NULL, output TEXT NOT NULL,
+                                                    PRIMARY KEY (id, task));
+                """
+            )
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            except sqlite3.Error as error:
+                raise BackendError(f"cannot open SQLite store {self.path}: {error}") from error
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    def load(self, instance_id: str) -> dict[str, Any] | None:
+        row = self._connection().execute("SELECT snapshot FROM instances WHERE id = ?", (instance_id,)).fetchone()
+        return None if row is None else json.loads(row[0])  # type: ignore[no-any-return]
+
+    def save(self, instance_id: str, snapshot: dict[str, Any]) -> None:
+        self._connection().execute(
+            "INSERT INTO instances (id, snapshot) VALUES (?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET snapshot = excluded.snapshot",
+            (instance_id, json.dumps(snapshot, separators=(",", ":"))),
+        )
+
+    def delete(self, instance_id: str) -> None:
+        db = self._connection()
+        db.execute("BEGIN")
+        for table in ("instances", "inbox", "outputs"):
+            db.execute(f"DELETE FROM {table} WHERE id = ?", (instance_id,))
+        db.execute("COMMIT")
+
+    def append_inbox(self, instance_id: str, request: dict[str, Any]) -> None:
+        self._connection().execute("INSERT INTO inbox (id, request) VALUES (?, ?)", (instance_id, json.dumps(request)))
+
+    def take_inbox(self, instance_id: str) -> list[dict[str, Any]]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        rows = db.execute("SELECT seq, request FROM inbox WHERE id = ? ORDER BY seq", (instance_id,)).fetchall()
+        if rows:
+            db.execute("DELETE FROM inbox WHERE id = ? AND seq <= ?", (instance_id, rows[-1][0]))
+        db.execute("COMMIT")
+        return [json.loads(request) for _, request in rows]
+
+    def record_output(self, instance_id: str, task_id: str, output: Any) -> None:
+        self._connection().execute(
+            "INSERT INTO outputs (id, task, output) VALUES (?, ?, ?) "
+            "ON CONFLICT(id, task) DO UPDATE SET output = excluded.output",
+            (instance_id, task_id, json.dumps(output)),
+        )
+
+    def task_output(self, instance_id: str, task_id: str) -> Any | None:
+        row = self._connection().execute(
+            "SELECT output FROM outputs WHERE id = ? AND task = ?", (instance_id, task_id)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def __repr__(self) -> str:
+        return f"SqliteBackend({self.path!r})"

@@ -1,0 +1,212 @@
+"""The local runner: drives one instance with the engine core, running its tasks in this process.
+
+It feeds events to :func:`plait._core.engine.decide`, carries out the commands (run the task,
+remember the timer), and, with a backend, saves a checkpoint after every accepted event, so a
+crash loses at most the steps in flight. On resume, steps that were in flight when the previous
+run died are rerun (``TaskLost``); steps that finished are not. Retry backoffs are slept through;
+durable delays and signals either are slept through (``run_workflow``) or end the run with a
+``waiting`` / ``awaiting_signal`` status (durable runs), to be continued by ``resume_workflow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from plait._authoring.flow import Workflow
+from plait._core.engine import Decision, decide, new_snapshot
+from plait._core.events import (
+    Cancel,
+    CancelTask,
+    DispatchTask,
+    Event,
+    Pause,
+    SignalReceived,
+    Started,
+    TaskFailed,
+    TaskLost,
+    TaskSucceeded,
+    TaskTimedOut,
+    TimerFired,
+    Unpause,
+)
+from plait._core.snapshot import Snapshot
+from plait._execution.context import TaskExecutionContext
+from plait._execution.invoke import AttemptResult, run_async_task, run_sync, to_json
+from plait._local.backends import Backend
+from plait._local.status import WorkflowStatus
+from plait.errors import DefinitionError
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def shared_executor() -> ThreadPoolExecutor:
+    """Threads for sync tasks that have a timeout (the only way to stop waiting for them)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="plait-task")
+        return _executor
+
+
+def inbox_event(request: dict[str, Any]) -> Event:
+    kind = request["type"]
+    if kind == "start":
+        return Started(request.get("input"))
+    if kind == "signal":
+        return SignalReceived(request["name"], request.get("payload"))
+    if kind == "pause":
+        return Pause(request.get("reason"), request.get("by"))
+    if kind == "unpause":
+        return Unpause()
+    if kind == "cancel":
+        return Cancel(request.get("reason"), request.get("by"))
+    raise ValueError(f"unknown inbox request {kind!r}")
+
+
+class Runner:
+    """Runs one instance of ``workflow`` until it finishes or must wait."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        instance_id: str,
+        backend: Backend | None,
+        *,
+        sleep_through_waits: bool,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.workflow = workflow
+        self.definition = workflow.definition
+        self.instance_id = instance_id
+        self.backend = backend
+        self.sleep_through_waits = sleep_through_waits
+        self.clock = clock
+        self.sleep = sleep
+        self._pending: deque[DispatchTask] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- entry points ----------------------------------------------------------------------------
+
+    def start(self, input_data: Any) -> WorkflowStatus:
+        snapshot = new_snapshot(self.definition, self.instance_id)
+        return self._drive(snapshot, [Started(to_json(input_data))])
+
+    def resume(self, snapshot: Snapshot) -> WorkflowStatus:
+        if snapshot.definition_hash != self.definition.hash:
+            raise DefinitionError(
+                f"instance {self.instance_id!r} was started with definition {snapshot.definition_hash[:12]} "
+                f"of {snapshot.workflow!r}; this workflow is {self.definition.hash[:12]}"
+            )
+        lost: list[Event] = [
+            TaskLost(path, attempt, "the previous run ended while this attempt was in flight")
+            for path, attempt in snapshot.running.items()
+        ]
+        return self._drive(snapshot, lost)
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def _drive(self, snapshot: Snapshot, events: list[Event]) -> WorkflowStatus:
+        queue: deque[Event] = deque(events)
+        try:
+            while True:
+                while queue:
+                    snapshot = self._apply(snapshot, queue.popleft())
+                if snapshot.finished:
+                    break
+                if self._pending:
+                    queue.append(self._run(self._pending.popleft()))
+                    continue
+                if self.backend is not None:
+                    queue.extend(inbox_event(r) for r in self.backend.take_inbox(self.instance_id))
+                    if queue:
+                        continue
+                now = self.clock()
+                due = [path for path, timer in snapshot.timers.items() if timer[0] <= now]
+                if due:
+                    queue.extend(TimerFired(path) for path in due)
+                    continue
+                wake = self._next_wake(snapshot)
+                if wake is None:
+                    break
+                self.sleep(max(0.0, wake - now))
+        finally:
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
+        return WorkflowStatus.of(snapshot)
+
+    def _next_wake(self, snapshot: Snapshot) -> float | None:
+        """When to wake up in-process: retries always; delays and signal timeouts when sleeping through."""
+        if snapshot.paused is not None:
+            return None
+        times = [
+            timer[0]
+            for timer in snapshot.timers.values()
+            if timer[1] == "retry" or (self.sleep_through_waits and timer[1] == "delay")
+        ]
+        return min(times, default=None)
+
+    def _apply(self, snapshot: Snapshot, event: Event) -> Snapshot:
+        decision: Decision = decide(self.definition, snapshot, event, self.clock())
+        if not decision.accepted:
+            return decision.snapshot
+        for command in decision.commands:
+            if isinstance(command, DispatchTask):
+                self._pending.append(command)
+            elif isinstance(command, CancelTask):
+                self._pending = deque(c for c in self._pending if c.path != command.path)
+        if self.backend is not None:
+            self.backend.save(self.instance_id, decision.snapshot.to_data())
+        return decision.snapshot
+
+    # -- running one attempt ------------------------------------------------------------------------
+
+    def _run(self, command: DispatchTask) -> Event:
+        task = self.workflow.tasks.get(command.task)
+        if task is None:
+            return TaskFailed(command.path, command.attempt, f"KeyError: no task {command.task!r} is registered")
+        context = TaskExecutionContext(
+            workflow_id=self.definition.name,
+            instance_id=self.instance_id,
+            task_id=command.task,
+            metadata=task.metadata,
+            workflow_metadata=self.definition.metadata,
+            attempt=command.attempt,
+            path=command.path,
+        )
+        value = command.input if type(command.input) in (int, str, float, bool, type(None)) else to_json(command.input)
+        if task.is_async:
+            result = self._run_coroutine(task, value, context, command.timeout_secs)
+        else:
+            executor = shared_executor() if command.timeout_secs is not None else None
+            result = run_sync(task, value, context, command.timeout_secs, executor)
+        if result.ok and self.backend is not None:
+            self.backend.record_output(self.instance_id, command.task, result.output)
+        return self._event(command, result)
+
+    def _run_coroutine(self, task: Any, value: Any, context: TaskExecutionContext, timeout: float | None) -> AttemptResult:
+        coroutine = run_async_task(task, value, context, timeout, shared_executor())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(coroutine)
+        # Called from inside a running event loop (an async test): run on a loop of our own in a thread.
+        return shared_executor().submit(asyncio.run, coroutine).result()
+
+    @staticmethod
+    def _event(command: DispatchTask, result: AttemptResult) -> Event:
+        if result.ok:
+            return TaskSucceeded(command.path, command.attempt, result.output)
+        if result.timed_out:
+            return TaskTimedOut(command.path, command.attempt)
+        return TaskFailed(command.path, command.attempt, result.error or "error")
