@@ -50,7 +50,8 @@ class TaskFunction:
         self.task_id = task_id
         self.fn = fn
         self.metadata: TaskMetadata | None = getattr(fn, "_metadata", None)
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+        call = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn).__call__  # callable objects
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
         input_type = io_types(fn)[0]
         self.input_model = input_type if isinstance(input_type, type) and issubclass(input_type, BaseModel) else None
 
@@ -325,7 +326,7 @@ class Flow:
         body = self._builder.task_node(task_func, name)
         loop_id = self._builder.unique(f"loop_{self._builder.loops}")
         self._builder.loops += 1
-        self._steps.append(LoopNode(loop_id, (body,), max_iterations, policy.value))  # type: ignore[arg-type]
+        self._steps.append(LoopNode(loop_id, (body,), max_iterations, policy.value))
         return self
 
     def delay(self, name: str, duration: str | float | timedelta) -> Flow:
@@ -356,17 +357,19 @@ class Flow:
     def then_flow(self, child_workflow: Workflow) -> Flow:
         """Run another built workflow's steps inline; its output continues here."""
         builder = self._builder
+        child_id = builder.unique(f"child_{builder.children}")
+        builder.children += 1
+        renamed: dict[str, str] = {}
         for task_id, registered in child_workflow.tasks.items():
             existing = builder.tasks.get(task_id)
             if existing is not None and existing.fn is not registered.fn:
-                raise ValueError(
-                    f"child workflow {child_workflow.workflow_id!r} has a task {task_id!r} that differs from "
-                    "this flow's task of the same id; rename one of them"
-                )
-            builder.tasks.setdefault(task_id, registered)
-        child_id = builder.unique(f"child_{builder.children}")
-        builder.children += 1
-        steps = _renumber(child_workflow.definition.steps, builder)
+                # Same id, different function (say, both flows route and have a `branch_0::key_fn`):
+                # keep both under distinct ids rather than run the wrong one.
+                renamed[task_id] = f"{child_id}/{task_id}"
+                builder.tasks[renamed[task_id]] = TaskFunction(renamed[task_id], registered.fn)
+            else:
+                builder.tasks.setdefault(task_id, registered)
+        steps = _renumber(child_workflow.definition.steps, builder, renamed)
         self._steps.append(ChildNode(child_id, child_workflow.workflow_id, steps))
         return self
 
@@ -385,11 +388,13 @@ class Flow:
         return Workflow(definition, dict(self._builder.tasks))
 
 
-def _renumber(steps: tuple[Node, ...], builder: _Builder) -> tuple[Node, ...]:
-    """A child's nodes with ids made unique within the parent."""
+def _renumber(steps: tuple[Node, ...], builder: _Builder, renamed: dict[str, str]) -> tuple[Node, ...]:
+    """A child's nodes with ids made unique within the parent, and renamed tasks applied."""
 
     def node(n: Node) -> Node:
         changes: dict[str, Any] = {"id": builder.unique(n.id)}
+        if isinstance(n, TaskNode) and n.task in renamed:
+            changes["task"] = renamed[n.task]
         if isinstance(n, ForkNode):
             changes["branches"] = tuple(Branch(b.name, seq(b.steps)) for b in n.branches)
             changes["join"] = node(n.join)
@@ -421,8 +426,9 @@ def _schema(tasks: dict[str, TaskFunction], node: Node, which: str) -> dict[str,
     if annotated is None or annotated is inspect.Parameter.empty or annotated is Any:
         return None
     try:
-        schema: dict[str, Any] = TypeAdapter(annotated).json_schema(mode="validation" if which == "input" else "serialization")
+        schema: dict[str, Any] = TypeAdapter(annotated).json_schema(
+            mode="validation" if which == "input" else "serialization"
+        )
     except Exception:  # a type pydantic cannot describe has no schema; nothing is validated then
         return None
     return schema
-

@@ -56,6 +56,10 @@ from plait.errors import DefinitionError
 
 #: How many times an attempt may be lost (its worker vanished) before the step fails.
 MAX_LOST_ATTEMPTS = 5
+#: How many applied signal ids a snapshot remembers to refuse redeliveries. Adapters acknowledge
+#: a signal at its source once the checkpoint holding it is written, so only the few signals
+#: between that checkpoint and the acknowledgement can ever come back.
+REMEMBERED_SIGNAL_IDS = 256
 
 
 @dataclass(slots=True)
@@ -502,7 +506,9 @@ def _failed(error: str) -> Leaf:
 
 def _timed_out(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
     assert isinstance(node, TaskNode)
-    return _attempt_failed(node, state, path, f"TimeoutError: task '{node.id}' timed out after {node.timeout_secs}s", ctx)
+    return _attempt_failed(
+        node, state, path, f"TimeoutError: task '{node.id}' timed out after {node.timeout_secs}s", ctx
+    )
 
 
 def _attempt_failed(node: TaskNode, state: Frame, path: str, error: str, ctx: _Context) -> Outcome:
@@ -573,6 +579,11 @@ def _timer_fired(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
 def _signal(event: SignalReceived, ctx: _Context) -> bool:
     """Give the payload to the oldest waiter for this name, or buffer it (first in, first out)."""
     snapshot = ctx.snapshot
+    if event.id is not None:
+        if event.id in snapshot.signal_ids:
+            return False
+        snapshot.signal_ids.append(event.id)
+        del snapshot.signal_ids[:-REMEMBERED_SIGNAL_IDS]
     waiter = next((path for path, (name, _) in snapshot.waiting_signals.items() if name == event.name), None)
     if waiter is None:
         snapshot.signals.setdefault(event.name, []).append(event.payload)

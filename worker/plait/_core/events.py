@@ -55,8 +55,11 @@ class TimerFired:
 
 @dataclass(slots=True)
 class SignalReceived:
+    """An external signal; ``id`` (when the sender has one) makes redelivery harmless."""
+
     name: str
     payload: Any
+    id: str | None = None
 
 
 @dataclass(slots=True)

@@ -41,6 +41,7 @@ class Snapshot:
     timers: dict[str, list[Any]] = field(default_factory=dict)  # path -> [at, kind, node id]
     waiting_signals: dict[str, list[str]] = field(default_factory=dict)  # path -> [signal name, node id]
     signals: dict[str, list[Any]] = field(default_factory=dict)  # buffered payloads by name, oldest first
+    signal_ids: list[str] = field(default_factory=list)  # ids of the latest signals applied, for dedupe
     paused: dict[str, Any] | None = None  # {"reason", "by"}
     cancelled: dict[str, Any] | None = None  # {"reason", "by"}
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> summary
@@ -68,6 +69,7 @@ class Snapshot:
             "timers": self.timers,
             "waitingSignals": self.waiting_signals,
             "signals": self.signals,
+            "signalIds": self.signal_ids,
             "paused": self.paused,
             "cancelled": self.cancelled,
             "steps": self.steps,
@@ -89,6 +91,7 @@ class Snapshot:
             timers=dict(data.get("timers") or {}),
             waiting_signals=dict(data.get("waitingSignals") or {}),
             signals=dict(data.get("signals") or {}),
+            signal_ids=list(data.get("signalIds") or []),
             paused=data.get("paused"),
             cancelled=data.get("cancelled"),
             steps=dict(data.get("steps") or {}),

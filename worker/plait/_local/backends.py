@@ -35,7 +35,12 @@ class Backend(ABC):
     def append_inbox(self, instance_id: str, request: dict[str, Any]) -> None: ...
 
     @abstractmethod
-    def take_inbox(self, instance_id: str) -> list[dict[str, Any]]: ...
+    def pending_inbox(self, instance_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """Requests not yet acknowledged, oldest first, with their sequence numbers."""
+
+    @abstractmethod
+    def ack_inbox(self, instance_id: str, upto: int) -> None:
+        """Drop requests up to sequence ``upto``: a checkpoint holding their effect is saved."""
 
     @abstractmethod
     def record_output(self, instance_id: str, task_id: str, output: Any) -> None: ...
@@ -55,13 +60,14 @@ class InMemoryBackend(Backend):
 
     def __init__(self) -> None:
         self._snapshots: dict[str, str] = {}
-        self._inboxes: dict[str, list[dict[str, Any]]] = {}
+        self._inboxes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._sequence = 0
         self._outputs: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def load(self, instance_id: str) -> dict[str, Any] | None:
         raw = self._snapshots.get(instance_id)
-        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+        return None if raw is None else json.loads(raw)
 
     def save(self, instance_id: str, snapshot: dict[str, Any]) -> None:
         self._snapshots[instance_id] = json.dumps(snapshot, separators=(",", ":"))
@@ -74,13 +80,22 @@ class InMemoryBackend(Backend):
 
     def append_inbox(self, instance_id: str, request: dict[str, Any]) -> None:
         with self._lock:
-            self._inboxes.setdefault(instance_id, []).append(json.loads(json.dumps(request)))
+            self._sequence += 1
+            self._inboxes.setdefault(instance_id, []).append((self._sequence, json.loads(json.dumps(request))))
 
-    def take_inbox(self, instance_id: str) -> list[dict[str, Any]]:
+    def pending_inbox(self, instance_id: str) -> list[tuple[int, dict[str, Any]]]:
         if instance_id not in self._inboxes:
             return []
         with self._lock:
-            return self._inboxes.pop(instance_id, [])
+            return list(self._inboxes.get(instance_id, []))
+
+    def ack_inbox(self, instance_id: str, upto: int) -> None:
+        with self._lock:
+            remaining = [entry for entry in self._inboxes.get(instance_id, []) if entry[0] > upto]
+            if remaining:
+                self._inboxes[instance_id] = remaining
+            else:
+                self._inboxes.pop(instance_id, None)
 
     def record_output(self, instance_id: str, task_id: str, output: Any) -> None:
         self._outputs.setdefault(instance_id, {})[task_id] = json.dumps(output)
@@ -124,7 +139,7 @@ class SqliteBackend(Backend):
 
     def load(self, instance_id: str) -> dict[str, Any] | None:
         row = self._connection().execute("SELECT snapshot FROM instances WHERE id = ?", (instance_id,)).fetchone()
-        return None if row is None else json.loads(row[0])  # type: ignore[no-any-return]
+        return None if row is None else json.loads(row[0])
 
     def save(self, instance_id: str, snapshot: dict[str, Any]) -> None:
         self._connection().execute(
@@ -143,14 +158,16 @@ class SqliteBackend(Backend):
     def append_inbox(self, instance_id: str, request: dict[str, Any]) -> None:
         self._connection().execute("INSERT INTO inbox (id, request) VALUES (?, ?)", (instance_id, json.dumps(request)))
 
-    def take_inbox(self, instance_id: str) -> list[dict[str, Any]]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        rows = db.execute("SELECT seq, request FROM inbox WHERE id = ? ORDER BY seq", (instance_id,)).fetchall()
-        if rows:
-            db.execute("DELETE FROM inbox WHERE id = ? AND seq <= ?", (instance_id, rows[-1][0]))
-        db.execute("COMMIT")
-        return [json.loads(request) for _, request in rows]
+    def pending_inbox(self, instance_id: str) -> list[tuple[int, dict[str, Any]]]:
+        rows = (
+            self._connection()
+            .execute("SELECT seq, request FROM inbox WHERE id = ? ORDER BY seq", (instance_id,))
+            .fetchall()
+        )
+        return [(int(seq), json.loads(request)) for seq, request in rows]
+
+    def ack_inbox(self, instance_id: str, upto: int) -> None:
+        self._connection().execute("DELETE FROM inbox WHERE id = ? AND seq <= ?", (instance_id, upto))
 
     def record_output(self, instance_id: str, task_id: str, output: Any) -> None:
         self._connection().execute(
@@ -160,9 +177,11 @@ class SqliteBackend(Backend):
         )
 
     def task_output(self, instance_id: str, task_id: str) -> Any | None:
-        row = self._connection().execute(
-            "SELECT output FROM outputs WHERE id = ? AND task = ?", (instance_id, task_id)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT output FROM outputs WHERE id = ? AND task = ?", (instance_id, task_id))
+            .fetchone()
+        )
         return None if row is None else json.loads(row[0])
 
     def __repr__(self) -> str:

@@ -55,12 +55,12 @@ def shared_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-def inbox_event(request: dict[str, Any]) -> Event:
+def inbox_event(sequence: int, request: dict[str, Any]) -> Event:
     kind = request["type"]
     if kind == "start":
         return Started(request.get("input"))
     if kind == "signal":
-        return SignalReceived(request["name"], request.get("payload"))
+        return SignalReceived(request["name"], request.get("payload"), id=f"inbox-{sequence}")
     if kind == "pause":
         return Pause(request.get("reason"), request.get("by"))
     if kind == "unpause":
@@ -125,8 +125,11 @@ class Runner:
                     queue.append(self._run(self._pending.popleft()))
                     continue
                 if self.backend is not None:
-                    queue.extend(inbox_event(r) for r in self.backend.take_inbox(self.instance_id))
-                    if queue:
+                    inbox = self.backend.pending_inbox(self.instance_id)
+                    if inbox:
+                        for sequence, request in inbox:
+                            snapshot = self._apply(snapshot, inbox_event(sequence, request))
+                        self.backend.ack_inbox(self.instance_id, inbox[-1][0])
                         continue
                 now = self.clock()
                 due = [path for path, timer in snapshot.timers.items() if timer[0] <= now]
@@ -192,7 +195,9 @@ class Runner:
             self.backend.record_output(self.instance_id, command.task, result.output)
         return self._event(command, result)
 
-    def _run_coroutine(self, task: Any, value: Any, context: TaskExecutionContext, timeout: float | None) -> AttemptResult:
+    def _run_coroutine(
+        self, task: Any, value: Any, context: TaskExecutionContext, timeout: float | None
+    ) -> AttemptResult:
         coroutine = run_async_task(task, value, context, timeout, shared_executor())
         try:
             asyncio.get_running_loop()
