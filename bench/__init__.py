@@ -1,0 +1,1 @@
+"""Benchmarks for plait: the local runner against sayiir (``python -m bench.local``)."""
