@@ -20,6 +20,9 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed  ## create .venv and install plait with its test tools
 
+crds:  ## regenerate crds/ and the chart CRDs from the models
+	$(BIN)/python -m plait._kube.crds crds charts/plait/crds
+
 binaries:  ## build kube-apiserver, kube-controller-manager, kubectl, etcd and helm (cached)
 	hack/build-binaries.sh
 

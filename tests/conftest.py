@@ -72,3 +72,13 @@ def impersonate(connection: Connection) -> Iterator[Callable[[str, str], Kube]]:
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def plait_crds(control_plane: ControlPlane, connection: Connection) -> None:
+    """plait's CRDs, generated from the models, installed and Established."""
+    from plait._kube.crds import all_crds
+    from plait._kube.install import apply_crds
+
+    with Kube(connection) as client:
+        apply_crds(client, all_crds())

@@ -1,0 +1,326 @@
+"""The four plait resources (``plait.dev/v1alpha1``), one pydantic model each.
+
+These models are the single source of truth: the controller, the worker, the CLI and the CRD
+generator (:mod:`plait._kube.crds`, which writes ``crds/`` and the chart's CRDs) all use them.
+Field names are the API's (camelCase); unknown fields are kept so that objects written by newer
+versions survive a round trip.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plait._kube.client import Resource
+
+GROUP = "plait.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Annotations users set on a WorkflowInstance, and the operator's finalizer.
+PAUSE_ANNOTATION = "plait.dev/pause"
+CANCEL_ANNOTATION = "plait.dev/cancel"
+FINALIZER = "plait.dev/cancel-on-delete"
+
+# Labels the operator puts on tasks, and workers select on.
+INSTANCE_UID_LABEL = "plait.dev/instance-uid"
+QUEUE_LABEL = "plait.dev/queue"
+DEFINITION_LABEL = "plait.dev/definition"
+WORKFLOW_LABEL = "plait.dev/workflow"
+
+InstancePhase = Literal["Pending", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled"]
+TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "TimedOut", "Lost", "Released", "Cancelled"]
+SignalPhase = Literal["Pending", "Delivered", "Buffered", "Rejected"]
+FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
+TASK_RESULT_PHASES = frozenset({"Succeeded", "Failed", "TimedOut", "Lost", "Released"})
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class OwnerReference(_Model):
+    apiVersion: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool | None = None
+    blockOwnerDeletion: bool | None = None
+
+
+class ObjectMeta(_Model):
+    name: str | None = None
+    generateName: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    resourceVersion: str | None = None
+    generation: int | None = None
+    creationTimestamp: str | None = None
+    deletionTimestamp: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    ownerReferences: list[OwnerReference] | None = None
+    finalizers: list[str] | None = None
+
+
+class Condition(_Model):
+    """A Kubernetes condition; ``lastTransitionTime`` changes only when ``status`` flips."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = ""
+    observedGeneration: int | None = None
+    lastTransitionTime: str
+
+
+class KubeObject(_Model):
+    """Common envelope; subclasses set ``RESOURCE`` and the typed ``spec``/``status``."""
+
+    RESOURCE: ClassVar[Resource]
+    SHORT_NAMES: ClassVar[tuple[str, ...]]
+    DESCRIPTION: ClassVar[str]
+
+    apiVersion: str = API_VERSION
+    kind: str = ""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @property
+    def name(self) -> str:
+        assert self.metadata.name is not None
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        assert self.metadata.namespace is not None
+        return self.metadata.namespace
+
+
+# -- WorkflowInstance ------------------------------------------------------------------------------
+
+
+class WorkflowInstanceSpec(_Model):
+    """Desired state: run the workflow once on the input. Immutable once created."""
+
+    workflow: str = Field(min_length=1, max_length=253, description="Name of the workflow definition to run.")
+    input: Any = Field(default=None, description="Input of the first step: any JSON value.")
+    definitionHash: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Pin a definition version; default: the latest published when the instance starts.",
+    )
+    ttlSecondsAfterFinished: int | None = Field(
+        default=None, ge=0, description="Delete the instance (and its tasks) this long after it finished."
+    )
+
+
+class StepSummary(_Model):
+    """One node of the definition: how far it got (loops and retries fold into one entry)."""
+
+    id: str
+    state: str
+    attempts: int = 0
+    runs: int = 0
+    startedAt: str | None = None
+    finishedAt: str | None = None
+
+
+class WorkflowInstanceStatus(_Model):
+    phase: InstancePhase | None = None
+    message: str | None = None
+    definitionHash: str | None = None
+    output: Any = None
+    error: str | None = None
+    startedAt: str | None = None
+    finishedAt: str | None = None
+    currentStep: str | None = Field(default=None, description="Steps running or waiting now.")
+    progress: str | None = Field(default=None, description="Finished nodes / nodes, e.g. 3/7.")
+    steps: list[StepSummary] | None = None
+    conditions: list[Condition] | None = None
+    observedGeneration: int | None = None
+    checkpoint: str | None = Field(
+        default=None, description="The engine's checkpoint (JSON), written after every step. Internal."
+    )
+
+
+class WorkflowInstance(KubeObject):
+    RESOURCE = Resource(GROUP, VERSION, "workflowinstances", "WorkflowInstance")
+    SHORT_NAMES = ("wfi",)
+    DESCRIPTION = "One run of a workflow. The name is the instance id."
+
+    kind: str = "WorkflowInstance"
+    spec: WorkflowInstanceSpec
+    status: WorkflowInstanceStatus | None = None
+
+
+# -- WorkflowTask ----------------------------------------------------------------------------------
+
+
+class WorkflowTaskSpec(_Model):
+    """One attempt of one step, for a worker to claim. Written once by the operator."""
+
+    instance: str
+    instanceUID: str
+    workflow: str
+    definitionHash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    step: str = Field(description="Node id in the definition.")
+    path: str = Field(description="Which execution of the node (loop iteration, branch).")
+    task: str = Field(description="Registered task function id.")
+    attempt: int = Field(ge=1)
+    queue: str
+    input: Any = None
+    timeoutSeconds: float | None = Field(default=None, gt=0)
+    priority: int | None = Field(default=None, ge=1, le=5)
+
+
+class Claim(_Model):
+    holder: str
+    claimedAt: str
+    renewedAt: str
+    leaseDurationSeconds: float = Field(gt=0)
+
+
+class WorkflowTaskStatus(_Model):
+    phase: TaskPhase | None = None
+    claim: Claim | None = None
+    deadline: str | None = Field(default=None, description="When a running attempt times out.")
+    output: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    finishedAt: str | None = None
+
+
+class WorkflowTask(KubeObject):
+    RESOURCE = Resource(GROUP, VERSION, "workflowtasks", "WorkflowTask")
+    SHORT_NAMES = ("wft",)
+    DESCRIPTION = "A claimable attempt of one workflow step."
+
+    kind: str = "WorkflowTask"
+    spec: WorkflowTaskSpec
+    status: WorkflowTaskStatus | None = None
+
+    @property
+    def phase(self) -> str:
+        return (self.status.phase if self.status else None) or "Pending"
+
+
+# -- WorkflowDefinition ----------------------------------------------------------------------------
+
+
+class RetrySpec(_Model):
+    maxRetries: int = Field(ge=0)
+    initialDelaySeconds: float = Field(ge=0)
+    backoffMultiplier: float = Field(gt=0)
+    maxDelaySeconds: float | None = Field(default=None, ge=0)
+
+
+class BranchSpec(_Model):
+    name: str
+    steps: list[str]
+
+
+class RouteSpec(_Model):
+    key: str
+    steps: list[str]
+
+
+class NodeSpec(_Model):
+    """A node of the graph; which fields are set depends on ``kind``."""
+
+    id: str
+    kind: Literal["task", "fork", "route", "loop", "delay", "signal", "child"]
+    task: str | None = None
+    timeoutSeconds: float | None = None
+    retry: RetrySpec | None = None
+    priority: int | None = None
+    tags: list[str] | None = None
+    description: str | None = None
+    queue: str | None = None
+    branches: list[BranchSpec] | None = None
+    join: str | None = None
+    key: str | None = None
+    keys: list[str] | None = None
+    routes: list[RouteSpec] | None = None
+    default: list[str] | None = None
+    body: list[str] | None = None
+    maxIterations: int | None = None
+    onMax: Literal["fail", "exit_with_last"] | None = None
+    seconds: float | None = None
+    signal: str | None = None
+    onTimeout: Literal["fail", "continue"] | None = None
+    workflow: str | None = None
+    steps: list[str] | None = None
+
+
+class EdgeSpec(_Model):
+    from_: str = Field(alias="from")
+    to: str
+    label: str | None = None
+
+
+class WorkflowDefinitionSpec(_Model):
+    """The graph of a flow as data (see :class:`plait._core.definition.Definition`)."""
+
+    workflow: str
+    queue: str
+    steps: list[str]
+    nodes: list[NodeSpec]
+    edges: list[EdgeSpec] = Field(default_factory=list)
+    inputSchema: dict[str, Any] | None = None
+    outputSchema: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class WorkflowDefinition(KubeObject):
+    RESOURCE = Resource(GROUP, VERSION, "workflowdefinitions", "WorkflowDefinition")
+    SHORT_NAMES = ("wfd",)
+    DESCRIPTION = "A published version of a workflow's graph; the controller runs instances from it."
+
+    kind: str = "WorkflowDefinition"
+    spec: WorkflowDefinitionSpec
+
+
+# -- WorkflowSignal --------------------------------------------------------------------------------
+
+
+class WorkflowSignalSpec(_Model):
+    instance: str = Field(min_length=1, max_length=253, description="Name of the WorkflowInstance.")
+    name: str = Field(min_length=1, max_length=253, description="Signal name the workflow waits for.")
+    payload: Any = Field(default=None, description="Becomes the input of the step after the wait.")
+
+
+class WorkflowSignalStatus(_Model):
+    phase: SignalPhase | None = None
+    message: str | None = None
+    acceptedAt: str | None = None
+
+
+class WorkflowSignal(KubeObject):
+    RESOURCE = Resource(GROUP, VERSION, "workflowsignals", "WorkflowSignal")
+    SHORT_NAMES = ("wfsig",)
+    DESCRIPTION = "An external event for a workflow instance; buffered first-in first-out per name."
+
+    kind: str = "WorkflowSignal"
+    spec: WorkflowSignalSpec
+    status: WorkflowSignalStatus | None = None
+
+
+RESOURCES: tuple[type[KubeObject], ...] = (WorkflowInstance, WorkflowTask, WorkflowDefinition, WorkflowSignal)
