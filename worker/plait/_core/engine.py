@@ -83,8 +83,19 @@ class _Failed:
         self.error = error
 
 
+class _Stale:
+    """The event's path leads to no step that is waiting for it."""
+
+    __slots__ = ()
+
+
+_STALE = _Stale()
+
 Outcome = _Done | _Failed | None  # None: still running
-Leaf = Callable[[Node, Frame, str, "_Context"], Outcome]
+Delivery = Outcome | _Stale
+#: What an event does to the step it reaches: ``leaf(node, state, path, detail, ctx)``, where
+#: ``detail`` is the event's payload (an output, an error, a reason) or ``None``.
+Leaf = Callable[[Node, Frame, str, Any, "_Context"], Outcome]
 
 
 class _Context:
@@ -124,18 +135,18 @@ def decide(definition: Definition, snapshot: Snapshot, event: Event, now: float)
 def _apply(event: Event, ctx: _Context) -> bool:
     snapshot = ctx.snapshot
     if isinstance(event, TaskSucceeded):
-        return _deliver(event.path, event.attempt, _succeeded(event.output), ctx)
+        return _deliver(event.path, event.attempt, _succeeded, event.output, ctx)
     if isinstance(event, TaskFailed):
-        return _deliver(event.path, event.attempt, _failed(event.error), ctx)
+        return _deliver(event.path, event.attempt, _failed, event.error, ctx)
     if isinstance(event, TaskTimedOut):
-        return _deliver(event.path, event.attempt, _timed_out, ctx)
+        return _deliver(event.path, event.attempt, _timed_out, None, ctx)
     if isinstance(event, TaskLost):
-        return _deliver(event.path, event.attempt, _lost(event.reason), ctx)
+        return _deliver(event.path, event.attempt, _lost, event.reason, ctx)
     if isinstance(event, TimerFired):
         timer = snapshot.timers.get(event.path)
         if timer is None or timer[0] > ctx.now:
             return False
-        return _deliver(event.path, None, _timer_fired, ctx)
+        return _deliver(event.path, None, _timer_fired, None, ctx)
     if isinstance(event, SignalReceived):
         return _signal(event, ctx)
     if isinstance(event, Started):
@@ -154,7 +165,7 @@ def _apply(event: Event, ctx: _Context) -> bool:
         snapshot.paused = None
         ready, snapshot.ready = snapshot.ready, []
         for path in ready:
-            _deliver(path, None, _release, ctx)
+            _deliver(path, None, _release, None, ctx)
         return True
     if isinstance(event, Cancel):
         snapshot.cancelled = {"reason": event.reason, "by": event.by}
@@ -169,21 +180,15 @@ def _start_root(value: Any, ctx: _Context) -> None:
     _conclude(_advance(ctx.definition.steps, frame, "", value, ctx), ctx)
 
 
-def _deliver(path: str, attempt: int | None, leaf: Leaf, ctx: _Context) -> bool:
-    """Route an event to the step at ``path``; ``attempt`` must match a dispatched task's."""
+def _deliver(path: str, attempt: int | None, leaf: Leaf, detail: Any, ctx: _Context) -> bool:
+    """Apply ``leaf`` to the step at ``path``; ``attempt`` must match a dispatched task's. False if stale."""
     snapshot = ctx.snapshot
     if attempt is not None and snapshot.running.get(path) != attempt:
         return False
     root = snapshot.root
     assert root is not None
-    applied: list[bool] = []
-
-    def guarded(node: Node, state: Frame, at: str, ctx: _Context) -> Outcome:
-        applied.append(True)
-        return leaf(node, state, at, ctx)
-
-    outcome = _deliver_sequence(ctx.definition.steps, root, "", path.split("/"), 0, guarded, ctx)
-    if not applied:
+    outcome = _deliver_sequence(ctx.definition.steps, root, "", path.split("/"), 0, leaf, detail, ctx)
+    if isinstance(outcome, _Stale):
         return False
     _conclude(outcome, ctx)
     return True
@@ -231,15 +236,22 @@ def _refresh_status(snapshot: Snapshot) -> None:
 
 
 def _deliver_sequence(
-    steps: tuple[Node, ...], frame: Frame, prefix: str, parts: list[str], i: int, leaf: Leaf, ctx: _Context
-) -> Outcome:
+    steps: tuple[Node, ...],
+    frame: Frame,
+    prefix: str,
+    parts: list[str],
+    i: int,
+    leaf: Leaf,
+    detail: Any,
+    ctx: _Context,
+) -> Delivery:
     try:
         pos = int(parts[i])
     except (IndexError, ValueError):
-        return None
+        return _STALE
     if frame["pos"] != pos or frame["cur"] is None:
-        return None
-    outcome = _deliver_node(steps[pos], frame["cur"], prefix + parts[i], parts, i + 1, leaf, ctx)
+        return _STALE
+    outcome = _deliver_node(steps[pos], frame["cur"], prefix + parts[i], parts, i + 1, leaf, detail, ctx)
     if isinstance(outcome, _Done):
         return _advance(steps, frame, prefix, outcome.value, ctx)
     return outcome
@@ -263,22 +275,24 @@ def _advance(steps: tuple[Node, ...], frame: Frame, prefix: str, value: Any, ctx
         value = outcome.value
 
 
-def _deliver_node(node: Node, state: Frame, path: str, parts: list[str], i: int, leaf: Leaf, ctx: _Context) -> Outcome:
+def _deliver_node(
+    node: Node, state: Frame, path: str, parts: list[str], i: int, leaf: Leaf, detail: Any, ctx: _Context
+) -> Delivery:
     if i == len(parts):
-        return leaf(node, state, path, ctx)
+        return leaf(node, state, path, detail, ctx)
     part = parts[i]
     if isinstance(node, ForkNode):
         if part == "j":
             join = state.get("join")
             if join is None or i + 1 != len(parts):
-                return None
-            return leaf(node.join, join, f"{path}/j", ctx)
+                return _STALE
+            return leaf(node.join, join, f"{path}/j", detail, ctx)
         index = int(part)
         frame = state["branches"][index]
         if frame is None:
-            return None
+            return _STALE
         branch = node.branches[index]
-        outcome = _deliver_sequence(branch.steps, frame, f"{path}/{index}/", parts, i + 1, leaf, ctx)
+        outcome = _deliver_sequence(branch.steps, frame, f"{path}/{index}/", parts, i + 1, leaf, detail, ctx)
         if not isinstance(outcome, _Done):
             return outcome
         state["branches"][index] = None
@@ -293,24 +307,24 @@ def _deliver_node(node: Node, state: Frame, path: str, parts: list[str], i: int,
     if isinstance(node, RouteNode):
         if part == "k":
             if state.get("key") is None or i + 1 != len(parts):
-                return None
-            outcome = leaf(node.key, state["key"], f"{path}/k", ctx)
+                return _STALE
+            outcome = leaf(node.key, state["key"], f"{path}/k", detail, ctx)
             if not isinstance(outcome, _Done):
                 return outcome
             return _choose_route(node, state, path, outcome.value, ctx)
         frame = state.get("frame")
         if part != "r" or frame is None:
-            return None
+            return _STALE
         steps = node.branch_for(state["choice"])
         assert steps is not None
-        outcome = _deliver_sequence(steps, frame, f"{path}/r/", parts, i + 1, leaf, ctx)
+        outcome = _deliver_sequence(steps, frame, f"{path}/r/", parts, i + 1, leaf, detail, ctx)
         if isinstance(outcome, _Done):
             return _Done({"branch": state["choice"], "result": outcome.value})
         return outcome
     if isinstance(node, LoopNode):
         if int(part) != state["iteration"]:
-            return None
-        outcome = _deliver_sequence(node.body, state["frame"], f"{path}/{part}/", parts, i + 1, leaf, ctx)
+            return _STALE
+        outcome = _deliver_sequence(node.body, state["frame"], f"{path}/{part}/", parts, i + 1, leaf, detail, ctx)
         if not isinstance(outcome, _Done):
             return outcome
         verdict = _next_iteration(node, state, outcome.value)
@@ -318,8 +332,8 @@ def _deliver_node(node: Node, state: Frame, path: str, parts: list[str], i: int,
             return _run_loop_body(node, state, path, verdict.value, ctx)
         return verdict
     if isinstance(node, ChildNode):
-        return _deliver_sequence(node.steps, state["frame"], f"{path}/", parts, i, leaf, ctx)
-    return None
+        return _deliver_sequence(node.steps, state["frame"], f"{path}/", parts, i, leaf, detail, ctx)
+    return _STALE
 
 
 # -- starting nodes ------------------------------------------------------------------------------
@@ -484,27 +498,21 @@ def _mark(ctx: _Context, node_id: str, state: str) -> None:
             summary["runs"] += 1
 
 
-def _succeeded(output: Any) -> Leaf:
-    def leaf(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
-        assert isinstance(node, TaskNode)
-        del ctx.snapshot.running[path]
-        state["state"] = "done"
-        state["input"] = None
-        _mark(ctx, node.id, "succeeded")
-        return _Done(output)
-
-    return leaf
+def _succeeded(node: Node, state: Frame, path: str, output: Any, ctx: _Context) -> Outcome:
+    assert isinstance(node, TaskNode)
+    del ctx.snapshot.running[path]
+    state["state"] = "done"
+    state["input"] = None
+    _mark(ctx, node.id, "succeeded")
+    return _Done(output)
 
 
-def _failed(error: str) -> Leaf:
-    def leaf(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
-        assert isinstance(node, TaskNode)
-        return _attempt_failed(node, state, path, error, ctx)
-
-    return leaf
+def _failed(node: Node, state: Frame, path: str, error: str, ctx: _Context) -> Outcome:
+    assert isinstance(node, TaskNode)
+    return _attempt_failed(node, state, path, error, ctx)
 
 
-def _timed_out(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+def _timed_out(node: Node, state: Frame, path: str, _: None, ctx: _Context) -> Outcome:
     assert isinstance(node, TaskNode)
     return _attempt_failed(
         node, state, path, f"TimeoutError: task '{node.id}' timed out after {node.timeout_secs}s", ctx
@@ -533,28 +541,25 @@ def _attempt_failed(node: TaskNode, state: Frame, path: str, error: str, ctx: _C
     return None
 
 
-def _lost(reason: str) -> Leaf:
-    def leaf(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
-        assert isinstance(node, TaskNode)
-        del ctx.snapshot.running[path]
-        state["lost"] += 1
-        if state["lost"] > MAX_LOST_ATTEMPTS:
-            _mark(ctx, node.id, "failed")
-            return _Failed(f"task '{node.id}' lost its worker {state['lost']} times (last: {reason})")
-        _dispatch(node, state, path, ctx)
-        return None
-
-    return leaf
+def _lost(node: Node, state: Frame, path: str, reason: str, ctx: _Context) -> Outcome:
+    assert isinstance(node, TaskNode)
+    del ctx.snapshot.running[path]
+    state["lost"] += 1
+    if state["lost"] > MAX_LOST_ATTEMPTS:
+        _mark(ctx, node.id, "failed")
+        return _Failed(f"task '{node.id}' lost its worker {state['lost']} times (last: {reason})")
+    _dispatch(node, state, path, ctx)
+    return None
 
 
-def _release(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+def _release(node: Node, state: Frame, path: str, _: None, ctx: _Context) -> Outcome:
     """Unpause: dispatch an attempt that the pause held back."""
     if isinstance(node, TaskNode) and state.get("state") == "ready":
         _dispatch(node, state, path, ctx)
     return None
 
 
-def _timer_fired(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
+def _timer_fired(node: Node, state: Frame, path: str, _: None, ctx: _Context) -> Outcome:
     snapshot = ctx.snapshot
     del snapshot.timers[path]
     if isinstance(node, TaskNode):
@@ -588,11 +593,12 @@ def _signal(event: SignalReceived, ctx: _Context) -> bool:
     if waiter is None:
         snapshot.signals.setdefault(event.name, []).append(event.payload)
         return True
+    return _deliver(waiter, None, _receive_signal, event.payload, ctx)
 
-    def receive(node: Node, state: Frame, path: str, ctx: _Context) -> Outcome:
-        del snapshot.waiting_signals[path]
-        snapshot.timers.pop(path, None)
-        _mark(ctx, node.id, "succeeded")
-        return _Done(event.payload)
 
-    return _deliver(waiter, None, receive, ctx)
+def _receive_signal(node: Node, state: Frame, path: str, payload: Any, ctx: _Context) -> Outcome:
+    snapshot = ctx.snapshot
+    del snapshot.waiting_signals[path]
+    snapshot.timers.pop(path, None)
+    _mark(ctx, node.id, "succeeded")
+    return _Done(payload)

@@ -16,7 +16,10 @@ from typing import Any
 from plait._authoring.tasks import TaskMetadata
 
 
-@dataclass
+_event_lock = threading.Lock()
+
+
+@dataclass(slots=True)
 class TaskExecutionContext:
     workflow_id: str
     instance_id: str
@@ -25,11 +28,23 @@ class TaskExecutionContext:
     workflow_metadata: dict[str, Any] | None
     attempt: int = 1
     path: str = ""
-    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancel_event: threading.Event | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set when the attempt should stop. Made on first use: most tasks never look at it."""
+        event = self._cancel_event
+        if event is None:
+            with _event_lock:
+                if self._cancel_event is None:
+                    self._cancel_event = threading.Event()
+                event = self._cancel_event
+        return event
 
     def is_cancelled(self) -> bool:
         """True once the instance was cancelled or this attempt was superseded; stop soon."""
-        return self.cancel_event.is_set()
+        event = self._cancel_event  # nobody set an event that does not exist yet
+        return event is not None and event.is_set()
 
 
 current: ContextVar[TaskExecutionContext | None] = ContextVar("plait_task_context", default=None)
