@@ -35,6 +35,8 @@ from plait._core.definition import (
 )
 
 KEY_FN_SUFFIX = "::key_fn"
+#: Result types that :meth:`TaskFunction.convert` returns unchanged: checked first, as most results are.
+_PLAIN_RESULTS = frozenset({str, int, float, bool, type(None), dict, list})
 
 
 class TaskFunction:
@@ -70,10 +72,12 @@ class TaskFunction:
 
     def __call__(self, value: Any) -> Any:
         """Run a sync task (conversions included)."""
-        return self.convert(self.fn(self.prepare(value)))
+        result = self.fn(value if self.input_model is None else self.prepare(value))
+        return result if type(result) in _PLAIN_RESULTS else self.convert(result)
 
     async def call_async(self, value: Any) -> Any:
-        return self.convert(await self.fn(self.prepare(value)))
+        result = await self.fn(value if self.input_model is None else self.prepare(value))
+        return result if type(result) in _PLAIN_RESULTS else self.convert(result)
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ def decide(definition: Definition, snapshot: Snapshot, event: Event, now: float)
             f"{snapshot.workflow!r}, not {definition.hash[:12]}; resume it with the definition it started with"
         )
     ctx = _Context(definition, snapshot, now)
-    if snapshot.finished or (snapshot.root is None and not isinstance(event, Started | Cancel)):
+    if snapshot.status in st.TERMINAL or (snapshot.root is None and not isinstance(event, Started | Cancel)):
         return Decision(snapshot, [], accepted=False)
     accepted = _apply(event, ctx)
     if accepted:
@@ -190,7 +190,8 @@ def _deliver(path: str, attempt: int | None, leaf: Leaf, detail: Any, ctx: _Cont
     outcome = _deliver_sequence(ctx.definition.steps, root, "", path.split("/"), 0, leaf, detail, ctx)
     if isinstance(outcome, _Stale):
         return False
-    _conclude(outcome, ctx)
+    if outcome is not None:
+        _conclude(outcome, ctx)
     return True
 
 
@@ -220,7 +221,9 @@ def _finish(ctx: _Context, status: str) -> None:
 def _refresh_status(snapshot: Snapshot) -> None:
     if snapshot.status in st.TERMINAL:
         return
-    if snapshot.paused is not None:
+    if snapshot.running and snapshot.paused is None:  # the usual case, checked first
+        snapshot.status = st.IN_PROGRESS
+    elif snapshot.paused is not None:
         snapshot.status = st.PAUSED
     elif snapshot.running or snapshot.ready or any(t[1] == "retry" for t in snapshot.timers.values()):
         snapshot.status = st.IN_PROGRESS
@@ -245,13 +248,19 @@ def _deliver_sequence(
     detail: Any,
     ctx: _Context,
 ) -> Delivery:
+    """Deliver to the step at ``parts[i:]`` of the sequence ``steps``, whose position is ``frame``."""
     try:
         pos = int(parts[i])
     except (IndexError, ValueError):
         return _STALE
-    if frame["pos"] != pos or frame["cur"] is None:
+    state = frame["cur"]
+    if frame["pos"] != pos or state is None:
         return _STALE
-    outcome = _deliver_node(steps[pos], frame["cur"], prefix + parts[i], parts, i + 1, leaf, detail, ctx)
+    path = prefix + parts[i]
+    if i + 1 == len(parts):  # the event is for this step itself
+        outcome = leaf(steps[pos], state, path, detail, ctx)
+    else:
+        outcome = _deliver_node(steps[pos], state, path, parts, i + 1, leaf, detail, ctx)
     if isinstance(outcome, _Done):
         return _advance(steps, frame, prefix, outcome.value, ctx)
     return outcome
@@ -278,8 +287,7 @@ def _advance(steps: tuple[Node, ...], frame: Frame, prefix: str, value: Any, ctx
 def _deliver_node(
     node: Node, state: Frame, path: str, parts: list[str], i: int, leaf: Leaf, detail: Any, ctx: _Context
 ) -> Delivery:
-    if i == len(parts):
-        return leaf(node, state, path, detail, ctx)
+    """Deliver to the step at ``parts[i:]`` (at least one part) inside the composite ``node``."""
     part = parts[i]
     if isinstance(node, ForkNode):
         if part == "j":
@@ -463,15 +471,15 @@ def _dispatch(node: TaskNode, state: Frame, path: str, ctx: _Context) -> None:
         state["state"] = "ready"
         snapshot.ready.append(path)
         return
-    state["attempt"] += 1
+    attempt = state["attempt"] = state["attempt"] + 1
     state["state"] = "running"
-    snapshot.running[path] = state["attempt"]
+    snapshot.running[path] = attempt
     ctx.commands.append(
         DispatchTask(
             path,
             node.id,
             node.task,
-            state["attempt"],
+            attempt,
             state["input"],
             node.timeout_secs,
             node.queue or ctx.definition.queue,

@@ -15,7 +15,6 @@ from typing import Any
 
 from plait._authoring.tasks import TaskMetadata
 
-
 _event_lock = threading.Lock()
 
 

@@ -64,7 +64,7 @@ def _failure(error: BaseException) -> AttemptResult:
 
 def _finish(raw: Any) -> AttemptResult:
     try:
-        return AttemptResult(ok=True, output=to_json(raw))
+        return AttemptResult(True, to_json(raw))
     except TypeError as error:
         return _failure(error)
 

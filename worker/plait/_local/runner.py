@@ -122,7 +122,7 @@ class Runner:
                 if snapshot.finished:
                     break
                 if self._pending:
-                    queue.append(self._run(self._pending.popleft()))
+                    snapshot = self._apply(snapshot, self._run(self._pending.popleft()))
                     continue
                 if self.backend is not None:
                     inbox = self.backend.pending_inbox(self.instance_id)
@@ -177,23 +177,27 @@ class Runner:
         if task is None:
             return TaskFailed(command.path, command.attempt, f"KeyError: no task {command.task!r} is registered")
         context = TaskExecutionContext(
-            workflow_id=self.definition.name,
-            instance_id=self.instance_id,
-            task_id=command.task,
-            metadata=task.metadata,
-            workflow_metadata=self.definition.metadata,
-            attempt=command.attempt,
-            path=command.path,
+            self.definition.name,
+            self.instance_id,
+            command.task,
+            task.metadata,
+            self.definition.metadata,
+            command.attempt,
+            command.path,
         )
-        value = command.input if type(command.input) in (int, str, float, bool, type(None)) else to_json(command.input)
+        value = to_json(command.input)  # a copy: the task cannot change the input a retry would get
         if task.is_async:
             result = self._run_coroutine(task, value, context, command.timeout_secs)
         else:
             executor = shared_executor() if command.timeout_secs is not None else None
             result = run_sync(task, value, context, command.timeout_secs, executor)
-        if result.ok and self.backend is not None:
-            self.backend.record_output(self.instance_id, command.task, result.output)
-        return self._event(command, result)
+        if result.ok:
+            if self.backend is not None:
+                self.backend.record_output(self.instance_id, command.task, result.output)
+            return TaskSucceeded(command.path, command.attempt, result.output)
+        if result.timed_out:
+            return TaskTimedOut(command.path, command.attempt)
+        return TaskFailed(command.path, command.attempt, result.error or "error")
 
     def _run_coroutine(
         self, task: Any, value: Any, context: TaskExecutionContext, timeout: float | None
@@ -207,11 +211,3 @@ class Runner:
             return self._loop.run_until_complete(coroutine)
         # Called from inside a running event loop (an async test): run on a loop of our own in a thread.
         return shared_executor().submit(asyncio.run, coroutine).result()
-
-    @staticmethod
-    def _event(command: DispatchTask, result: AttemptResult) -> Event:
-        if result.ok:
-            return TaskSucceeded(command.path, command.attempt, result.output)
-        if result.timed_out:
-            return TaskTimedOut(command.path, command.attempt)
-        return TaskFailed(command.path, command.attempt, result.error or "error")
