@@ -199,7 +199,7 @@ class Definition:
                 raise DefinitionError(f"workflow {self.name!r} has two nodes with id {node.id!r}")
             nodes[node.id] = node
         object.__setattr__(self, "nodes", nodes)
-        body = self._data_without_hash()
+        body = _normalized(self._data_without_hash())
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         object.__setattr__(self, "hash", hashlib.sha256(canonical.encode()).hexdigest())
 
@@ -299,6 +299,17 @@ class Definition:
 
         chain(self.steps, None, None)
         return edges
+
+
+def _normalized(value: Any) -> Any:
+    """``value`` with integral floats as ints: JSON round trips (the API server's) turn 60.0 into 60."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _normalized(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_normalized(item) for item in value]
+    return value
 
 
 def _node_to_data(node: Node) -> dict[str, Any]:

@@ -82,10 +82,10 @@ def structural(schema: JSON, defs: JSON) -> JSON:
     if "anyOf" in schema:
         options = [s for s in schema["anyOf"] if s.get("type") != "null"]
         if len(options) == 1:
-            out = structural({**options[0], **{k: v for k, v in schema.items() if k in _KEPT}}, defs)
+            single = structural({**options[0], **{k: v for k, v in schema.items() if k in _KEPT}}, defs)
             if len(options) < len(schema["anyOf"]):
-                out["nullable"] = True
-            return out
+                single["nullable"] = True
+            return single
         return _free_form(schema)
     kind = schema.get("type")
     if kind is None:

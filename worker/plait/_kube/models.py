@@ -8,7 +8,8 @@ versions survive a round trip.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,12 +38,26 @@ FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
 TASK_RESULT_PHASES = frozenset({"Succeeded", "Failed", "TimedOut", "Lost", "Released"})
 
 
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]+")
+_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def label_value(text: str) -> str:
+    """``text`` squeezed into a valid label value (63 characters, alphanumeric at both ends)."""
+    return _LABEL_VALUE.sub("-", text)[:63].strip("-._") or "none"
+
+
+def object_name(text: str, limit: int = 200) -> str:
+    """``text`` as the start of a DNS-1123 object name (lowercase letters, digits, dashes)."""
+    return _NAME.sub("-", text.lower())[:limit].strip("-") or "x"
+
+
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def rfc3339(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_rfc3339(value: str) -> float:

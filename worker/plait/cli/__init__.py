@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from plait.cli import dev
+from plait.cli import dev, processes
 from plait.errors import PlaitError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (debug level)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     dev.register(commands)
+    processes.register(commands)
     return parser
 
 

@@ -1,0 +1,259 @@
+"""The controller: routes watch events to instance actors and watches over task leases.
+
+kopf calls :meth:`Controller.on_instance`, :meth:`on_task`, :meth:`on_signal` and
+:meth:`on_definition` for every event of the four resources (see :mod:`plait_operator.handlers`).
+Those only update caches and wake the right :class:`~plait_operator.instances.InstanceActor`;
+all decisions are the actor's. The controller also expires the leases of running tasks whose
+worker stopped renewing them, measured on this process's monotonic clock (robust to clock skew
+between machines), and keeps the gauges (instances by phase, queue depth) current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from plait._core.definition import Definition
+from plait._core.events import Event, TaskFailed, TaskLost, TaskSucceeded, TaskTimedOut
+from plait._core.snapshot import Snapshot
+from plait._kube.client import JSON
+from plait._kube.models import FINISHED_PHASES, label_value, parse_rfc3339
+from plait_operator.definitions import DefinitionCatalog
+from plait_operator.instances import InstanceActor
+from plait_operator.metrics import OperatorMetrics
+from plait_operator.settings import OperatorSettings
+from plait_operator.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Lease:
+    namespace: str
+    instance: str
+    resource_version: str
+    holder: str
+    duration: float
+    queue: str
+    observed: float  # monotonic time the current resourceVersion was first seen
+
+
+class Controller:
+    def __init__(self, store: Store, settings: OperatorSettings, metrics: OperatorMetrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.catalog = DefinitionCatalog()
+        self.catalog.on_published(self._definition_published)
+        self.actors: dict[tuple[str, str], InstanceActor] = {}
+        self._phases: dict[tuple[str, str], tuple[str, str]] = {}
+        self._phase_counts: Counter[tuple[str, str]] = Counter()
+        self._leases: dict[tuple[str, str], _Lease] = {}
+        self._unclaimed: dict[tuple[str, str], str] = {}  # task -> queue
+        self._background: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_leases(), name="lease sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for actor in list(self.actors.values()):
+            await actor.close()
+        self.actors.clear()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run a best-effort side task, keeping a reference and logging its failure."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background write failed: %s", task.exception())
+
+    def actor(self, namespace: str, name: str) -> InstanceActor:
+        key = (namespace, name)
+        actor = self.actors.get(key)
+        if actor is None:
+            actor = self.actors[key] = InstanceActor(namespace, name, self)
+        return actor
+
+    def forget(self, actor: InstanceActor) -> None:
+        """Drop an actor whose instance does not exist (it was made for a stray task or signal)."""
+        if self.actors.get((actor.namespace, actor.name)) is actor:
+            del self.actors[(actor.namespace, actor.name)]
+            self.spawn(actor.close())
+
+    # -- watch events --------------------------------------------------------------------------------
+
+    async def on_instance(self, event_type: str | None, body: JSON) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            actor = self.actors.pop(key, None)
+            if actor is not None:
+                await actor.close()
+            self._forget_phase(key)
+            return
+        self.actor(*key).observe_instance(body)
+
+    async def on_task(self, event_type: str | None, body: JSON) -> None:
+        meta, spec = body["metadata"], body.get("spec") or {}
+        namespace = meta["namespace"]
+        key = (namespace, meta["name"])
+        self._track_lease(event_type, key, body)
+        actor = self.actors.get((namespace, spec.get("instance", "")))
+        if actor is None and event_type != "DELETED":
+            actor = self.actor(namespace, spec.get("instance", ""))
+        if actor is not None:
+            actor.observe_task(event_type or "ADDED", body)
+
+    async def on_signal(self, event_type: str | None, body: JSON) -> None:
+        spec = body.get("spec") or {}
+        namespace = body["metadata"]["namespace"]
+        if event_type == "DELETED":
+            actor = self.actors.get((namespace, spec.get("instance", "")))
+            if actor is not None:
+                actor.observe_signal("DELETED", body)
+            return
+        if (body.get("status") or {}).get("phase") in (None, "Pending"):
+            self.actor(namespace, spec.get("instance", "")).observe_signal(event_type or "ADDED", body)
+
+    async def on_definition(self, event_type: str | None, body: JSON) -> None:
+        self.catalog.observe(event_type or "ADDED", body)
+
+    def _definition_published(self, namespace: str, workflow: str) -> None:
+        for (actor_namespace, _), actor in self.actors.items():
+            body = actor.body
+            if (
+                actor_namespace == namespace
+                and body is not None
+                and (body.get("spec") or {}).get("workflow") == workflow
+            ):
+                actor.poke()
+
+    # -- results and phases, for metrics and Events ----------------------------------------------------
+
+    def record_result(self, actor: InstanceActor, definition: Definition, event: Event) -> None:
+        task = next(
+            (
+                t
+                for t in actor.tasks.values()
+                if t["spec"]["path"] == getattr(event, "path", None)
+                and t["spec"]["attempt"] == getattr(event, "attempt", None)
+            ),
+            None,
+        )
+        queue = task["spec"]["queue"] if task else definition.queue
+        labels = (definition.name, queue)
+        if isinstance(event, TaskSucceeded):
+            self.metrics.steps_completed.labels(*labels).inc()
+        elif isinstance(event, TaskFailed | TaskTimedOut | TaskLost):
+            reason = {TaskFailed: "error", TaskTimedOut: "timeout", TaskLost: "lost"}[type(event)]
+            self.metrics.steps_failed.labels(*labels, reason).inc()
+        if task is None:
+            return
+        claim = (task.get("status") or {}).get("claim") or {}
+        created, claimed = task["metadata"].get("creationTimestamp"), claim.get("claimedAt")
+        finished = (task.get("status") or {}).get("finishedAt")
+        if created and claimed:
+            # creationTimestamp has one-second resolution: clamp to zero rather than report negatives
+            self.metrics.schedule_to_start.labels(*labels).observe(
+                max(0.0, parse_rfc3339(claimed) - parse_rfc3339(created))
+            )
+        if claimed and finished:
+            self.metrics.start_to_close.labels(*labels).observe(
+                max(0.0, parse_rfc3339(finished) - parse_rfc3339(claimed))
+            )
+
+    def instance_phase(self, actor: InstanceActor, workflow: str, phase: str) -> None:
+        key = (actor.namespace, actor.name)
+        previous = self._phases.get(key)
+        if previous == (workflow, phase):
+            return
+        if previous is not None:
+            self._phase_counts[previous] -= 1
+            self.metrics.instances.labels(*previous).set(self._phase_counts[previous])
+        self._phases[key] = (workflow, phase)
+        self._phase_counts[(workflow, phase)] += 1
+        self.metrics.instances.labels(workflow, phase).set(self._phase_counts[(workflow, phase)])
+
+    def _forget_phase(self, key: tuple[str, str]) -> None:
+        previous = self._phases.pop(key, None)
+        if previous is not None:
+            self._phase_counts[previous] -= 1
+            self.metrics.instances.labels(*previous).set(self._phase_counts[previous])
+
+    def instance_finished(self, actor: InstanceActor, workflow: str, phase: str, snapshot: Snapshot) -> None:
+        self.metrics.instances_finished.labels(workflow, phase).inc()
+        body = actor.body
+        if body is None or phase not in FINISHED_PHASES:
+            return
+        if phase == "Succeeded":
+            self.spawn(self.store.post_event(body, "Succeeded", "the workflow finished"))
+        elif phase == "Failed":
+            self.spawn(self.store.post_event(body, "Failed", f"the workflow failed: {snapshot.error}", warning=True))
+        else:
+            reason = (snapshot.cancelled or {}).get("reason") or "no reason given"
+            self.spawn(self.store.post_event(body, "Cancelled", f"cancelled: {reason}"))
+
+    # -- leases ----------------------------------------------------------------------------------------
+
+    def _track_lease(self, event_type: str | None, key: tuple[str, str], body: JSON) -> None:
+        status = body.get("status") or {}
+        phase = status.get("phase")
+        spec = body.get("spec") or {}
+        queue = label_value(spec.get("queue", "default"))
+        if event_type == "DELETED" or phase not in (None, "Pending"):
+            if self._unclaimed.pop(key, None) is not None:
+                self._refresh_queue_depth(queue)
+        elif key not in self._unclaimed:
+            self._unclaimed[key] = queue
+            self._refresh_queue_depth(queue)
+        if event_type == "DELETED" or phase != "Running" or not status.get("claim"):
+            self._leases.pop(key, None)
+            return
+        rv = body["metadata"]["resourceVersion"]
+        lease = self._leases.get(key)
+        if lease is None or lease.resource_version != rv:
+            self._leases[key] = _Lease(
+                namespace=key[0],
+                instance=spec.get("instance", ""),
+                resource_version=rv,
+                holder=status["claim"].get("holder", "?"),
+                duration=float(status["claim"].get("leaseDurationSeconds", 30)),
+                queue=queue,
+                observed=time.monotonic(),
+            )
+
+    def _refresh_queue_depth(self, queue: str) -> None:
+        self.metrics.queue_depth.labels(queue).set(sum(1 for q in self._unclaimed.values() if q == queue))
+
+    async def _sweep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            for key, lease in list(self._leases.items()):
+                if now - lease.observed < lease.duration + self.settings.lease_grace_seconds:
+                    continue
+                self._leases.pop(key, None)
+                message = f"lease expired: worker {lease.holder} did not renew within {lease.duration:g}s"
+                expired = await self.store.set_task_phase(key[0], key[1], "Lost", message, lease.resource_version)
+                if expired:
+                    log.warning("task=%s/%s %s", key[0], key[1], message)
+                    self.metrics.lease_expiries.labels(lease.queue).inc()
+                    actor = self.actors.get((key[0], lease.instance))
+                    if actor is not None and actor.body is not None:
+                        self.spawn(
+                            self.store.post_event(actor.body, "LeaseExpired", f"task {key[1]}: {message}", warning=True)
+                        )

@@ -1,0 +1,62 @@
+"""kopf wiring: which events reach the controller, how kopf logs in, how kopf is tuned.
+
+Only ``@kopf.on.event`` handlers: they observe without writing anything of kopf's own to the
+objects (no progress annotations, no finalizers), which keeps task records free of extra writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from plait._kube.connection import Connection
+from plait._kube.models import GROUP, VERSION
+from plait_operator.controller import Controller
+
+
+def registry_for(controller: Controller, connection: Connection) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        token = connection.token_source() if connection.token_source else None
+        return kopf.ConnectionInfo(
+            server=connection.server,
+            ca_path=connection.ca_file,
+            insecure=not connection.verify,
+            certificate_path=connection.cert_file,
+            private_key_path=connection.key_file,
+            token=token.removeprefix("Bearer ") if token else None,
+            default_namespace=connection.namespace,
+        )
+
+    @kopf.on.event(GROUP, VERSION, "workflowdefinitions", registry=registry)
+    async def definitions(event: kopf.RawEvent, **_: Any) -> None:
+        await controller.on_definition(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, "workflowinstances", registry=registry)
+    async def instances(event: kopf.RawEvent, **_: Any) -> None:
+        await controller.on_instance(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, "workflowtasks", registry=registry)
+    async def tasks(event: kopf.RawEvent, **_: Any) -> None:
+        await controller.on_task(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, "workflowsignals", registry=registry)
+    async def signals(event: kopf.RawEvent, **_: Any) -> None:
+        await controller.on_signal(event.get("type"), dict(event["object"]))
+
+    return registry
+
+
+def kopf_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False  # the controller posts its own, specific Events
+    settings.watching.reconnect_backoff = 0.5
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.error_backoffs = [0.5, 1, 2, 3, 5, 8]
+    settings.networking.request_timeout = 30
+    settings.queueing.idle_timeout = 60
+    return settings

@@ -1,0 +1,481 @@
+"""One actor per ``WorkflowInstance``: everything that happens to an instance, one step at a time.
+
+Watch events for the instance, its tasks and its signals only update the actor's cache and wake
+it. The actor then reconciles, level-based: it reads its checkpoint, turns what the world looks
+like now into engine events (annotations into pause/unpause/cancel, finished tasks into results,
+new signals, due timers), applies them with the engine core, writes one checkpoint (fenced by
+``resourceVersion``), and only then carries out the commands (create tasks, cancel tasks, post
+Events, acknowledge signals). A crash anywhere in between is harmless: the next reconcile sees
+the same world and reaches the same decisions, and task names are deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from plait._core.definition import Definition, SignalNode
+from plait._core.engine import decide, new_snapshot
+from plait._core.events import (
+    Cancel,
+    CancelTask,
+    Command,
+    DispatchTask,
+    Event,
+    Pause,
+    SetTimer,
+    SignalReceived,
+    Started,
+    TaskFailed,
+    TaskLost,
+    TaskSucceeded,
+    TaskTimedOut,
+    TimerFired,
+    Unpause,
+)
+from plait._core.frames import in_flight
+from plait._core.snapshot import Snapshot
+from plait._kube.client import JSON
+from plait._kube.models import (
+    CANCEL_ANNOTATION,
+    FINALIZER,
+    PAUSE_ANNOTATION,
+    TASK_RESULT_PHASES,
+    now_rfc3339,
+    parse_rfc3339,
+)
+from plait.errors import Conflict
+from plait_operator.status import condition, merge_conditions, phase_of, render
+from plait_operator.store import task_body, task_name
+from plait_operator.validation import InvalidInstance, check_input
+
+if TYPE_CHECKING:
+    from plait_operator.controller import Controller
+
+log = logging.getLogger(__name__)
+_MAX_CONFLICT_RETRIES = 8
+
+
+def newer(candidate: JSON, current: JSON | None) -> bool:
+    """Whether ``candidate`` is at least as new as ``current`` (resourceVersions are etcd revisions)."""
+    if current is None:
+        return True
+    try:
+        return int(candidate["metadata"]["resourceVersion"]) >= int(current["metadata"]["resourceVersion"])
+    except (KeyError, ValueError):
+        return True
+
+
+class InstanceActor:
+    def __init__(self, namespace: str, name: str, controller: Controller) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.controller = controller
+        self.body: JSON | None = None
+        self.tasks: dict[str, JSON] = {}
+        self.signals: dict[str, JSON] = {}
+        self.checked_in_flight = False
+        self.looked_up = False
+        self.closed = False
+        self._wakeup = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"instance {namespace}/{name}")
+
+    # -- what the watches tell us -------------------------------------------------------------------
+
+    def observe_instance(self, body: JSON) -> None:
+        if newer(body, self.body):
+            self.body = body
+            self.poke()
+
+    def observe_task(self, event_type: str, body: JSON) -> None:
+        name = body["metadata"]["name"]
+        if event_type == "DELETED":
+            self.tasks.pop(name, None)
+            return
+        previous = self.tasks.get(name)
+        if previous is None or newer(body, previous):
+            self.tasks[name] = body
+            if ((body.get("status") or {}).get("phase")) in TASK_RESULT_PHASES:
+                self.poke()
+
+    def observe_signal(self, event_type: str, body: JSON) -> None:
+        name = body["metadata"]["name"]
+        phase = (body.get("status") or {}).get("phase")
+        if event_type == "DELETED" or phase not in (None, "Pending"):
+            self.signals.pop(name, None)
+            return
+        self.signals[name] = body
+        self.poke()
+
+    def poke(self) -> None:
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._runner
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while not self.closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            started = time.perf_counter()
+            try:
+                await self._reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.controller.metrics.reconcile_errors.labels(type(error).__name__).inc()
+                log.exception("reconcile failed instance=%s/%s; retrying in %.1fs", self.namespace, self.name, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                self.poke()
+                continue
+            backoff = 0.2
+            self.controller.metrics.reconcile_duration.observe(time.perf_counter() - started)
+
+    async def _reconcile(self) -> None:
+        store = self.controller.store
+        if self.body is None:
+            if not self.looked_up:
+                self.looked_up = True
+                fresh = await store.get_instance(self.namespace, self.name)
+                if fresh is not None:
+                    self.observe_instance(fresh)
+                    return
+            await self._reject_signals("no WorkflowInstance of that name exists in this namespace")
+            self.controller.forget(self)
+            return
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            try:
+                await self._reconcile_once(self.body)
+                return
+            except Conflict:
+                fresh = await store.get_instance(self.namespace, self.name)
+                if fresh is None:
+                    return
+                self.body = fresh
+        raise RuntimeError(f"instance {self.namespace}/{self.name} kept changing under the operator")
+
+    async def _reconcile_once(self, body: JSON) -> None:
+        ctrl = self.controller
+        status = body.get("status") or {}
+        meta = body["metadata"]
+        spec = body.get("spec") or {}
+        checkpoint = status.get("checkpoint")
+        events: list[Event] = []
+        if checkpoint:
+            snapshot = Snapshot.from_data(json.loads(checkpoint))
+            definition = ctrl.catalog.get(self.namespace, snapshot.workflow, snapshot.definition_hash)
+            if definition is None:
+                await self._write_status_once(
+                    body,
+                    "DefinitionMissing",
+                    f"definition version {snapshot.definition_hash[:12]} of {snapshot.workflow!r} is not published "
+                    "(any more); it runs again once a worker publishes it",
+                )
+                return
+        else:
+            if status.get("phase") == "Failed" or "deletionTimestamp" in meta:
+                await self._finish_deletion(body, finished=True)
+                await self._reject_signals(f"instance {self.name} did not start")
+                return
+            found = ctrl.catalog.resolve(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
+            if found is None:
+                await self._wait_for_definition(body, spec)
+                return
+            definition = found
+            try:
+                check_input(definition, spec.get("input"), ctrl.settings.max_payload_bytes)
+            except InvalidInstance as invalid:
+                await self._reject(body, invalid)
+                return
+            if FINALIZER not in (meta.get("finalizers") or []):
+                body = self.body = await ctrl.store.add_finalizer(body)
+            snapshot = new_snapshot(definition, self.name)
+            events.append(Started(spec.get("input")))
+            await ctrl.store.post_event(
+                body, "Started", f"running workflow {definition.name!r} version {definition.hash[:12]}"
+            )
+
+        was_paused = snapshot.paused is not None
+        was_finished = snapshot.finished
+        events += self._control_events(body, snapshot)
+        accepted_signals = self._signal_events(definition, snapshot)
+        events += [event for event, _ in accepted_signals]
+        now = time.time()
+        events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer[0] <= now]
+        delivery: dict[str, str] = {}
+        commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
+
+        if changed:
+            new_status = render(body, definition, snapshot)
+            body = self.body = await ctrl.store.write_status(body, new_status)
+        acknowledgements = [
+            (name, delivery.get(event.id or "", "Buffered") if isinstance(event, SignalReceived) else "Buffered")
+            for event, name in accepted_signals
+        ]
+        await self._carry_out(body, definition, snapshot, commands, results, acknowledgements)
+        if snapshot.finished and not was_finished:
+            ctrl.instance_finished(self, definition.name, phase_of(snapshot), snapshot)
+        elif snapshot.paused is not None and not was_paused:
+            await ctrl.store.post_event(body, "Paused", f"paused: {snapshot.paused.get('reason') or 'no reason given'}")
+        elif snapshot.paused is None and was_paused and not snapshot.finished:
+            await ctrl.store.post_event(body, "Resumed", "the pause annotation was removed")
+        ctrl.instance_phase(self, definition.name, phase_of(snapshot))
+        if snapshot.finished:
+            await self._finish_deletion(body, finished=True)
+            self._schedule_ttl(body)
+        else:
+            self._schedule(snapshot.wake_at)
+
+    # -- turning the world into engine events ------------------------------------------------------
+
+    def _control_events(self, body: JSON, snapshot: Snapshot) -> list[Event]:
+        if snapshot.finished:
+            return []
+        meta = body["metadata"]
+        annotations = meta.get("annotations") or {}
+        if "deletionTimestamp" in meta:
+            return [Cancel("the instance was deleted", "kubernetes")]
+        if CANCEL_ANNOTATION in annotations:
+            return [Cancel(annotations[CANCEL_ANNOTATION] or "cancel requested", CANCEL_ANNOTATION)]
+        if PAUSE_ANNOTATION in annotations and snapshot.paused is None:
+            return [Pause(annotations[PAUSE_ANNOTATION] or None, PAUSE_ANNOTATION)]
+        if PAUSE_ANNOTATION not in annotations and snapshot.paused is not None:
+            return [Unpause()]
+        return []
+
+    def _signal_events(self, definition: Definition, snapshot: Snapshot) -> list[tuple[Event, str]]:
+        """Pending signals in arrival order; ones the workflow can never take are rejected right away."""
+        waited = {node.signal for node in definition.nodes.values() if isinstance(node, SignalNode)}
+        accepted: list[tuple[Event, str]] = []
+        for body in sorted(self.signals.values(), key=_arrival):
+            spec = body.get("spec") or {}
+            name = body["metadata"]["name"]
+            if snapshot.finished:
+                self.controller.spawn(self._reject_signal(body, f"instance {self.name} already finished"))
+            elif spec.get("name") not in waited:
+                names = ", ".join(sorted(waited)) or "none"
+                self.controller.spawn(
+                    self._reject_signal(
+                        body,
+                        f"workflow {definition.name!r} never waits for signal {spec.get('name')!r} (it waits for: {names})",
+                    )
+                )
+            else:
+                event = SignalReceived(spec["name"], spec.get("payload"), id=body["metadata"].get("uid"))
+                accepted.append((event, name))
+                continue
+            self.signals.pop(name, None)
+        return accepted
+
+    def _result_events(self, snapshot: Snapshot) -> list[Event]:
+        events: list[Event] = []
+        for body in self.tasks.values():
+            spec, status = body["spec"], body.get("status") or {}
+            phase = status.get("phase")
+            if phase not in TASK_RESULT_PHASES or snapshot.running.get(spec["path"]) != spec["attempt"]:
+                continue
+            path, attempt = spec["path"], spec["attempt"]
+            if phase == "Succeeded":
+                events.append(TaskSucceeded(path, attempt, status.get("output")))
+            elif phase == "Failed":
+                events.append(TaskFailed(path, attempt, status.get("error") or "the task failed"))
+            elif phase == "TimedOut":
+                events.append(TaskTimedOut(path, attempt))
+            else:
+                events.append(TaskLost(path, attempt, status.get("error") or phase))
+        return events
+
+    def _decide(
+        self, definition: Definition, snapshot: Snapshot, events: list[Event], now: float, delivery: dict[str, str]
+    ) -> tuple[list[Command], list[Event], bool]:
+        """Apply events, then any results already waiting for the tasks they dispatch, until quiet.
+
+        ``delivery`` learns, per signal id, whether a step was waiting for it or it was buffered.
+        """
+        commands: list[Command] = []
+        results: list[Event] = []
+        changed = False
+        pending: deque[Event] = deque(events)
+        for _ in range(10_000):
+            while pending:
+                event = pending.popleft()
+                if isinstance(event, SignalReceived) and event.id:
+                    waiting = any(name == event.name for name, _ in snapshot.waiting_signals.values())
+                    delivery[event.id] = "Delivered" if waiting else "Buffered"
+                decision = decide(definition, snapshot, event, now)
+                if decision.accepted:
+                    changed = True
+                    commands.extend(decision.commands)
+                    if isinstance(event, TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost):
+                        results.append(event)
+            ready = self._result_events(snapshot)
+            if not ready:
+                break
+            pending.extend(ready)
+        return commands, results, changed
+
+    # -- carrying out what was decided -------------------------------------------------------------
+
+    async def _carry_out(
+        self,
+        body: JSON,
+        definition: Definition,
+        snapshot: Snapshot,
+        commands: list[Command],
+        results: list[Event],
+        acknowledgements: list[tuple[str, str]],
+    ) -> None:
+        ctrl = self.controller
+        meta = body["metadata"]
+        dispatches = [c for c in commands if isinstance(c, DispatchTask)]
+        if not self.checked_in_flight:
+            # After a restart, the checkpoint may list attempts whose tasks were never created.
+            self.checked_in_flight = True
+            known = {c.path for c in dispatches}
+            dispatches += [d for d in in_flight(definition, snapshot) if d.path not in known]
+        if dispatches:
+            created = await asyncio.gather(
+                *(
+                    ctrl.store.create_task(self.namespace, task_body(body, definition.name, definition.hash, d))
+                    for d in dispatches
+                )
+            )
+            for dispatch, was_created in zip(dispatches, created, strict=True):
+                if was_created:
+                    ctrl.metrics.steps_dispatched.labels(definition.name, dispatch.queue).inc()
+        for command in commands:
+            if isinstance(command, CancelTask):
+                name = task_name(meta["name"], meta["uid"], command.path, command.attempt)
+                ctrl.spawn(
+                    ctrl.store.set_task_phase(self.namespace, name, "Cancelled", "the instance was cancelled", None)
+                )
+            elif isinstance(command, SetTimer) and command.kind == "retry":
+                ctrl.metrics.steps_retried.labels(definition.name, definition.queue).inc()
+        for result in results:
+            ctrl.record_result(self, definition, result)
+        for name, phase in acknowledgements:
+            if self.signals.pop(name, None) is not None:
+                message = (
+                    "delivered to the waiting step"
+                    if phase == "Delivered"
+                    else "buffered until the workflow waits for it"
+                )
+                ctrl.spawn(ctrl.store.set_signal_status(self.namespace, name, phase, message))
+
+    async def _finish_deletion(self, body: JSON, *, finished: bool) -> None:
+        meta = body["metadata"]
+        if finished and "deletionTimestamp" in meta and FINALIZER in (meta.get("finalizers") or []):
+            await self.controller.store.remove_finalizer(body)
+
+    def _schedule(self, wake_at: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if wake_at is not None:
+            delay = max(0.0, wake_at - time.time())
+            self._timer = asyncio.get_running_loop().call_later(delay, self.poke)
+
+    def _schedule_ttl(self, body: JSON) -> None:
+        ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
+        if ttl is None:
+            ttl = self.controller.settings.default_ttl_seconds
+        finished_at = (body.get("status") or {}).get("finishedAt")
+        if ttl is None or finished_at is None or "deletionTimestamp" in body["metadata"]:
+            self._schedule(None)
+            return
+        due = parse_rfc3339(finished_at) + ttl
+        if due <= time.time():
+            self.controller.spawn(self.controller.store.delete_instance(self.namespace, self.name))
+        else:
+            self._schedule(due)
+
+    # -- instances that cannot start ---------------------------------------------------------------
+
+    async def _wait_for_definition(self, body: JSON, spec: JSON) -> None:
+        workflow = spec.get("workflow", "")
+        pinned = spec.get("definitionHash")
+        known = self.controller.catalog.known_hashes(self.namespace, workflow)
+        if pinned and known:
+            message = f"version {pinned[:12]} of workflow {workflow!r} is not published (published: {', '.join(h[:12] for h in known)})"
+        else:
+            message = f"waiting for a worker in namespace {self.namespace} to publish workflow {workflow!r}"
+        if "deletionTimestamp" in body["metadata"]:
+            await self._finish_deletion(body, finished=True)
+            return
+        await self._write_status_once(body, "DefinitionNotFound", message)
+
+    async def _write_status_once(self, body: JSON, reason: str, message: str) -> None:
+        """Pending with a condition saying why; written (and an Event posted) only when it changes."""
+        status = body.get("status") or {}
+        current = next((c for c in status.get("conditions") or [] if c.get("type") == "Accepted"), None)
+        if current is not None and current.get("reason") == reason and current.get("message") == message:
+            return
+        generation = body["metadata"].get("generation")
+        accepted = condition(status.get("conditions"), "Accepted", "False", reason, message, generation)
+        update = {
+            "phase": status.get("phase") or "Pending",
+            "message": message,
+            "observedGeneration": generation,
+            "conditions": merge_conditions(status.get("conditions"), [accepted]),
+        }
+        self.body = await self.controller.store.write_status(body, update)
+        await self.controller.store.post_event(body, reason, message, warning=True)
+
+    async def _reject(self, body: JSON, invalid: InvalidInstance) -> None:
+        status = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        update = {
+            "phase": "Failed",
+            "message": invalid.message,
+            "error": f"{invalid.reason}: {invalid.message}",
+            "observedGeneration": generation,
+            "finishedAt": now_rfc3339(),
+            "conditions": merge_conditions(
+                status.get("conditions"),
+                [
+                    condition(
+                        status.get("conditions"), "Accepted", "False", invalid.reason, invalid.message, generation
+                    ),
+                    condition(status.get("conditions"), "Completed", "True", "Failed", invalid.message, generation),
+                ],
+            ),
+        }
+        self.body = await self.controller.store.write_status(body, update)
+        await self.controller.store.post_event(body, invalid.reason, invalid.message, warning=True)
+        self.controller.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Failed")
+        await self._reject_signals(f"instance {self.name} did not start: {invalid.message}")
+
+    async def _reject_signals(self, why: str) -> None:
+        for body in list(self.signals.values()):
+            await self._reject_signal(body, why)
+        self.signals.clear()
+
+    async def _reject_signal(self, body: JSON, why: str) -> None:
+        store = self.controller.store
+        await store.set_signal_status(self.namespace, body["metadata"]["name"], "Rejected", why)
+        await store.post_event(body, "SignalRejected", why, warning=True)
+
+
+def _arrival(body: JSON) -> tuple[str, int]:
+    """First in, first out: creation time, then the etcd revision that created it."""
+    meta = body["metadata"]
+    try:
+        revision = int(meta.get("resourceVersion", "0"))
+    except ValueError:
+        revision = 0
+    return meta.get("creationTimestamp", ""), revision

@@ -1,0 +1,92 @@
+"""``plait operator``: start the controller (kopf inside), its metrics server and leader election."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+import kopf
+
+from plait._kube.client import AsyncKube
+from plait._kube.connection import Connection
+from plait._serving import serve
+from plait_operator.controller import Controller
+from plait_operator.handlers import kopf_settings, registry_for
+from plait_operator.leader import LeaderElection
+from plait_operator.metrics import OperatorMetrics
+from plait_operator.settings import OperatorSettings
+from plait_operator.store import Store
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: OperatorSettings, connection: Connection, metrics: OperatorMetrics | None = None) -> None:
+    """Run until SIGTERM/SIGINT, or until leadership is lost."""
+    metrics = metrics or OperatorMetrics()
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # kopf logs every event handled at INFO
+    kube = AsyncKube(connection, max_connections=200)
+    controller = Controller(Store(kube, settings.identity), settings, metrics)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    watching = asyncio.Event()
+    http = None
+    if settings.metrics_port is not None:
+        http = await serve(metrics.registry, lambda: watching.is_set(), settings.metrics_port)
+        log.info("serving /metrics, /healthz and /readyz on port %d", settings.metrics_port)
+    elector = None
+    if settings.leader_election:
+        elector = LeaderElection(
+            kube,
+            settings.leader_namespace,
+            settings.leader_lease_name,
+            settings.identity,
+            settings.leader_lease_seconds,
+        )
+        acquiring = asyncio.ensure_future(elector.acquire())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not acquiring.done():
+            acquiring.cancel()
+            await _shutdown(controller, kube, http)
+            return
+        stopping.cancel()
+    metrics.leader.set(1)
+    controller.start()
+    kopf_stop = asyncio.Event()
+    operator = asyncio.ensure_future(
+        kopf.operator(
+            registry=registry_for(controller, connection),
+            settings=kopf_settings(),
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            stop_flag=kopf_stop,
+            ready_flag=watching,
+        )
+    )
+    waiters = {operator, asyncio.ensure_future(stop.wait())}
+    if elector is not None:
+        waiters.add(asyncio.ensure_future(elector.hold()))
+    done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    kopf_stop.set()
+    for waiter in pending:
+        if waiter is not operator:
+            waiter.cancel()
+    with suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(operator, timeout=10)
+    metrics.leader.set(0)
+    await _shutdown(controller, kube, http)
+    if operator in done and operator.exception() is not None:
+        raise operator.exception()  # type: ignore[misc]
+
+
+async def _shutdown(controller: Controller, kube: AsyncKube, http: object) -> None:
+    await controller.stop()
+    await kube.aclose()
+    if http is not None:
+        await http.cleanup()  # type: ignore[attr-defined]

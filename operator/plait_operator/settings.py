@@ -1,0 +1,21 @@
+"""The operator's tunables, set from ``plait operator`` options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    default_ttl_seconds: int | None = None  # for instances without spec.ttlSecondsAfterFinished
+    lease_grace_seconds: float = 2.0  # beyond a task's lease before it counts as lost
+    leader_election: bool = True
+    leader_namespace: str = "default"
+    leader_lease_name: str = "plait-operator"
+    leader_lease_seconds: float = 15.0
+    metrics_port: int | None = 8080
+    identity: str = "plait-operator"

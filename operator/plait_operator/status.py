@@ -1,0 +1,134 @@
+"""What an instance's ``status`` says, derived from its engine snapshot.
+
+The phase, the step summary, ``currentStep``/``progress`` for ``kubectl get``, the conditions
+(with ``lastTransitionTime`` kept while a condition's status does not change) and the checkpoint
+itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from plait._core import snapshot as st
+from plait._core.definition import Definition, DelayNode, SignalNode, TaskNode
+from plait._core.snapshot import Snapshot
+from plait._kube.models import now_rfc3339, rfc3339
+
+PHASES = {
+    st.IN_PROGRESS: "Running",
+    st.WAITING: "Waiting",
+    st.AWAITING_SIGNAL: "AwaitingSignal",
+    st.PAUSED: "Paused",
+    st.COMPLETED: "Succeeded",
+    st.FAILED: "Failed",
+    st.CANCELLED: "Cancelled",
+}
+_ACTIVE = ("running", "retrying", "waiting")
+
+
+def phase_of(snapshot: Snapshot) -> str:
+    return "Pending" if snapshot.root is None else PHASES[snapshot.status]
+
+
+def condition(
+    previous: list[dict[str, Any]] | None, kind: str, status: str, reason: str, message: str, generation: int | None
+) -> dict[str, Any]:
+    old = next((c for c in previous or [] if c.get("type") == kind), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status else now_rfc3339()
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+    }
+
+
+def merge_conditions(previous: list[dict[str, Any]] | None, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    kinds = {c["type"] for c in updates}
+    return [c for c in previous or [] if c.get("type") not in kinds] + updates
+
+
+def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot) -> dict[str, Any]:
+    """The full status for ``snapshot`` (merge-patched over the previous one)."""
+    previous = instance.get("status") or {}
+    generation = instance["metadata"].get("generation")
+    phase = phase_of(snapshot)
+    leaves = [n for n in definition.nodes.values() if isinstance(n, TaskNode | DelayNode | SignalNode)]
+    done = sum(1 for n in leaves if snapshot.steps.get(n.id, {}).get("state") == "succeeded")
+    active = [node_id for node_id, s in snapshot.steps.items() if s.get("state") in _ACTIVE]
+    status: dict[str, Any] = {
+        "phase": phase,
+        "definitionHash": definition.hash,
+        "observedGeneration": generation,
+        "startedAt": previous.get("startedAt") or now_rfc3339(),
+        "currentStep": ",".join(active)[:120] or None,
+        "progress": f"{len(leaves) if phase == 'Succeeded' else done}/{len(leaves)}",
+        "steps": [_summary(node_id, s) for node_id, s in snapshot.steps.items()],
+        "checkpoint": json.dumps(snapshot.to_data(), separators=(",", ":")),
+        "message": _message(snapshot, phase),
+    }
+    conditions = [condition(previous.get("conditions"), "Accepted", "True", "Started", "the instance runs", generation)]
+    finished = snapshot.finished
+    if finished:
+        status["finishedAt"] = previous.get("finishedAt") or now_rfc3339()
+        status["output"] = snapshot.output if snapshot.status == st.COMPLETED else None
+        status["error"] = snapshot.error
+    conditions.append(
+        condition(
+            previous.get("conditions"),
+            "Completed",
+            "True" if finished else "False",
+            phase if finished else "InProgress",
+            status["message"],
+            generation,
+        )
+    )
+    paused = snapshot.paused is not None and not finished
+    conditions.append(
+        condition(
+            previous.get("conditions"),
+            "Paused",
+            "True" if paused else "False",
+            "PauseRequested" if paused else "NotPaused",
+            f"paused: {(snapshot.paused or {}).get('reason') or 'no reason given'}" if paused else "",
+            generation,
+        )
+    )
+    status["conditions"] = merge_conditions(previous.get("conditions"), conditions)
+    return status
+
+
+def _summary(node_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": node_id,
+        "state": summary["state"],
+        "attempts": summary.get("attempts", 0),
+        "runs": summary.get("runs", 0),
+    }
+    if summary.get("startedAt") is not None:
+        out["startedAt"] = rfc3339(summary["startedAt"])
+    if summary.get("finishedAt") is not None:
+        out["finishedAt"] = rfc3339(summary["finishedAt"])
+    return out
+
+
+def _message(snapshot: Snapshot, phase: str) -> str:
+    if phase == "Failed":
+        return f"failed: {snapshot.error}"[:1024]
+    if phase == "Cancelled":
+        reason = (snapshot.cancelled or {}).get("reason")
+        return f"cancelled: {reason or 'no reason given'}"
+    if phase == "Paused":
+        return f"paused at the next step boundary: {(snapshot.paused or {}).get('reason') or 'no reason given'}"
+    if phase == "AwaitingSignal":
+        names = sorted({name for name, _ in snapshot.waiting_signals.values()})
+        return f"waiting for signal {', '.join(names)}"
+    if phase == "Waiting":
+        wake = snapshot.wake_at
+        return f"waiting until {rfc3339(wake)}" if wake else "waiting"
+    if phase == "Succeeded":
+        return "succeeded"
+    return f"running {len(snapshot.running)} task(s)"

@@ -1,0 +1,186 @@
+"""Every write the operator makes to the API server, in one place.
+
+The hot path per step is one checkpoint (a merge patch of the instance status, fenced by
+``resourceVersion``) and one task creation; everything else (finalizers, Events, signal
+acknowledgements, lease expiry, cancellation) happens once per instance or on the rare path.
+Task names are derived from (instance uid, step path, attempt), so creating the same attempt
+twice, for instance after a restart, is a harmless 409.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+
+from plait._core.events import DispatchTask
+from plait._kube.client import CORE_EVENTS, JSON, AsyncKube
+from plait._kube.models import (
+    API_VERSION,
+    DEFINITION_LABEL,
+    FINALIZER,
+    INSTANCE_UID_LABEL,
+    QUEUE_LABEL,
+    WORKFLOW_LABEL,
+    WorkflowInstance,
+    WorkflowSignal,
+    WorkflowTask,
+    label_value,
+    now_rfc3339,
+)
+from plait.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+INSTANCES = WorkflowInstance.RESOURCE
+TASKS = WorkflowTask.RESOURCE
+SIGNALS = WorkflowSignal.RESOURCE
+
+
+def task_name(instance: str, uid: str, path: str, attempt: int) -> str:
+    digest = hashlib.sha256(f"{uid}/{path}#{attempt}".encode()).hexdigest()[:10]
+    return f"{instance[:240]}-{digest}"
+
+
+def task_body(instance: JSON, workflow: str, definition_hash: str, dispatch: DispatchTask) -> JSON:
+    meta = instance["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "WorkflowTask",
+        "metadata": {
+            "name": task_name(meta["name"], meta["uid"], dispatch.path, dispatch.attempt),
+            "labels": {
+                INSTANCE_UID_LABEL: meta["uid"],
+                QUEUE_LABEL: label_value(dispatch.queue),
+                DEFINITION_LABEL: definition_hash[:32],
+                WORKFLOW_LABEL: label_value(workflow),
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "WorkflowInstance",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "instance": meta["name"],
+            "instanceUID": meta["uid"],
+            "workflow": workflow,
+            "definitionHash": definition_hash,
+            "step": dispatch.node_id,
+            "path": dispatch.path,
+            "task": dispatch.task,
+            "attempt": dispatch.attempt,
+            "queue": dispatch.queue,
+            "input": dispatch.input,
+            **({"timeoutSeconds": dispatch.timeout_secs} if dispatch.timeout_secs else {}),
+            **({"priority": dispatch.priority} if dispatch.priority else {}),
+        },
+    }
+
+
+class Store:
+    def __init__(self, kube: AsyncKube, identity: str) -> None:
+        self.kube = kube
+        self.identity = identity
+
+    async def write_status(self, instance: JSON, status: JSON) -> JSON:
+        """Merge ``status`` into the instance, only if nobody changed it since ``instance`` was read."""
+        meta = instance["metadata"]
+        return await self.kube.patch(
+            INSTANCES,
+            meta["name"],
+            {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
+            meta["namespace"],
+            subresource="status",
+        )
+
+    async def get_instance(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.kube.get(INSTANCES, name, namespace)
+        except NotFound:
+            return None
+
+    async def add_finalizer(self, instance: JSON) -> JSON:
+        meta = instance["metadata"]
+        finalizers = [*meta.get("finalizers", []), FINALIZER]
+        return await self.kube.patch(
+            INSTANCES,
+            meta["name"],
+            {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
+            meta["namespace"],
+        )
+
+    async def remove_finalizer(self, instance: JSON) -> None:
+        meta = instance["metadata"]
+        finalizers = [f for f in meta.get("finalizers", []) if f != FINALIZER]
+        with contextlib.suppress(NotFound):
+            await self.kube.patch(
+                INSTANCES,
+                meta["name"],
+                {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
+                meta["namespace"],
+            )
+
+    async def delete_instance(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.kube.delete(INSTANCES, name, namespace, propagation="Background")
+
+    async def create_task(self, namespace: str, body: JSON) -> bool:
+        """Create a task; ``False`` when it already existed (a repeated dispatch)."""
+        try:
+            await self.kube.create(TASKS, body, namespace)
+        except Conflict:
+            return False
+        return True
+
+    async def set_task_phase(
+        self, namespace: str, name: str, phase: str, message: str, resource_version: str | None
+    ) -> bool:
+        """Move a task to a final ``phase`` the operator decided (Cancelled, Lost); fenced when a version is given."""
+        patch: JSON = {"status": {"phase": phase, "error": message, "finishedAt": now_rfc3339()}}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        try:
+            await self.kube.patch(TASKS, name, patch, namespace, subresource="status")
+        except (Conflict, NotFound):
+            return False
+        return True
+
+    async def set_signal_status(self, namespace: str, name: str, phase: str, message: str) -> None:
+        status = {"phase": phase, "message": message, "acceptedAt": now_rfc3339()}
+        with contextlib.suppress(NotFound):
+            await self.kube.patch(SIGNALS, name, {"status": status}, namespace, subresource="status")
+
+    async def post_event(self, obj: JSON, reason: str, message: str, *, warning: bool = False) -> None:
+        """A Kubernetes Event about ``obj``; best effort (an Event is never worth failing a step)."""
+        meta = obj["metadata"]
+        now = now_rfc3339()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name'][:200]}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", API_VERSION),
+                "kind": obj.get("kind", "WorkflowInstance"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "plait-operator"},
+            "reportingComponent": "plait.dev/operator",
+            "reportingInstance": self.identity[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.kube.create(CORE_EVENTS, event, meta["namespace"])
+        except Exception as error:
+            log.warning("could not post Event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], error)

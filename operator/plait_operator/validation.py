@@ -1,0 +1,52 @@
+"""Checks a new instance must pass before any task runs: input schema and payload size."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+from plait._core.definition import Definition
+
+
+class InvalidInstance(Exception):
+    """The instance cannot run as specified; ``reason`` is the condition and Event reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def payload_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+def check_payload(value: Any, limit: int, what: str) -> None:
+    size = payload_size(value)
+    if size > limit:
+        raise InvalidInstance(
+            "PayloadTooLarge",
+            f"{what} is {size} bytes, over the inline limit of {limit} bytes; "
+            "pass a reference (an object-store URL, a ConfigMap name) instead of the data",
+        )
+
+
+def check_input(definition: Definition, value: Any, limit: int) -> None:
+    check_payload(value, limit, "spec.input")
+    schema = definition.input_schema
+    if schema is None:
+        return
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as error:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise InvalidInstance(
+            "InvalidInput",
+            f"spec.input does not match the input schema of workflow {definition.name!r} at {where}: {error.message}",
+        ) from error
+    except jsonschema.SchemaError as error:  # a broken published schema is the publisher's bug, not the user's
+        raise InvalidInstance(
+            "InvalidDefinition", f"the definition's input schema is invalid: {error.message}"
+        ) from error

@@ -1,0 +1,97 @@
+"""Real operator and worker processes for the Kubernetes tests.
+
+One operator per session watches every namespace named ``e2e-*``; each test gets such a
+namespace and starts the workers it needs in it. Tests that kill or restart the operator run a
+private one in a namespace the shared operator does not watch.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from plait._kube.client import NAMESPACES, Kube
+from tests.k8s.support import PlaitProcess, operator_args, worker_args
+
+
+def _tail(process: PlaitProcess, lines: int = 40) -> str:
+    return "\n".join(process.output().splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def operator(plait_crds: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlaitProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = PlaitProcess(operator_args("--namespace", "e2e-*"), log).start()
+    yield process
+    process.terminate()
+
+
+def _make_namespace(kube: Kube, prefix: str, request: pytest.FixtureRequest) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:36].strip("-")
+    name = f"{prefix}-{slug}-{uuid.uuid4().hex[:5]}"
+    kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def e2e(kube: Kube, operator: PlaitProcess, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace the shared operator watches."""
+    name = _make_namespace(kube, "e2e", request)
+    yield name
+    if not operator.alive():
+        pytest.fail(f"the shared operator died:\n{_tail(operator)}")
+    print(f"--- operator log tail ---\n{_tail(operator)}")
+    kube.delete(NAMESPACES, name)
+
+
+@pytest.fixture
+def own(kube: Kube, plait_crds: None, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace no shared operator watches: the test runs its own."""
+    name = _make_namespace(kube, "own", request)
+    yield name
+    kube.delete(NAMESPACES, name)
+
+
+@pytest.fixture
+def marks_dir(tmp_path: Path) -> Path:
+    return tmp_path / "marks"
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, marks_dir: Path) -> Iterator[Callable[..., PlaitProcess]]:
+    """``start_worker(namespace, *extra_args, module=...)``: a worker process, stopped after the test."""
+    started: list[PlaitProcess] = []
+
+    def start(namespace: str, *extra: str, module: str = "tests.k8s.flows") -> PlaitProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        process = PlaitProcess(worker_args(namespace, module, *extra), log, env={"PLAIT_TEST_MARKS": str(marks_dir)})
+        started.append(process.start())
+        return process
+
+    yield start
+    for process in started:
+        if process.alive():
+            process.kill()
+        print(f"--- {process.log.name} tail ---\n{_tail(process)}")
+
+
+@pytest.fixture
+def start_operator(tmp_path: Path) -> Iterator[Callable[..., PlaitProcess]]:
+    """``start_operator(*extra_args)``: a private operator process, stopped after the test."""
+    started: list[PlaitProcess] = []
+
+    def start(*extra: str) -> PlaitProcess:
+        log = tmp_path / f"operator-{len(started)}.log"
+        process = PlaitProcess(operator_args(*extra), log)
+        started.append(process.start())
+        return process
+
+    yield start
+    for process in started:
+        if process.alive():
+            process.kill()
+        print(f"--- {process.log.name} tail ---\n{_tail(process)}")

@@ -1,0 +1,45 @@
+"""The worker's Prometheus metrics, on a registry of their own; labels never name an instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        labels = ["workflow", "queue"]
+        self.claimed = Counter("plait_worker_tasks_claimed_total", "Tasks this worker claimed.", labels, registry=r)
+        self.succeeded = Counter(
+            "plait_worker_tasks_succeeded_total", "Tasks that returned a result.", labels, registry=r
+        )
+        self.failed = Counter("plait_worker_tasks_failed_total", "Tasks that raised.", labels, registry=r)
+        self.timed_out = Counter(
+            "plait_worker_tasks_timed_out_total", "Tasks stopped at their timeout.", labels, registry=r
+        )
+        self.claim_conflicts = Counter(
+            "plait_worker_claim_conflicts_total",
+            "Claims lost to another worker (resourceVersion changed).",
+            ["queue"],
+            registry=r,
+        )
+        self.results_refused = Counter(
+            "plait_worker_results_refused_total",
+            "Results not recorded because this worker no longer held the claim.",
+            labels,
+            registry=r,
+        )
+        self.released = Counter(
+            "plait_worker_tasks_released_total", "Tasks handed back unfinished at shutdown.", labels, registry=r
+        )
+        self.in_flight = Gauge("plait_worker_tasks_in_flight", "Tasks running now.", ["queue"], registry=r)
+        self.duration = Histogram(
+            "plait_worker_task_duration_seconds",
+            "Time spent running a task, by outcome.",
+            [*labels, "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )

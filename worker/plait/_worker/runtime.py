@@ -1,0 +1,439 @@
+"""The worker: claims ``WorkflowTask``s for its workflows and queues, runs them, reports results.
+
+Life of a task here: the watch shows it unclaimed; the worker claims it with a status patch
+fenced by ``resourceVersion`` (of several workers, exactly one wins); it runs the function (sync
+ones in a thread pool, async ones on the loop, the timeout enforced for both) while renewing the
+lease; it patches the result back, fenced by the version of its own last write, so a worker that
+lost its claim (the operator expired its lease, or cancelled the task) cannot overwrite anything.
+A worker that cannot renew its lease in time stops the task itself rather than race the next
+attempt. On SIGTERM it stops claiming, lets running tasks finish for ``drain_seconds``, and hands
+back the rest (``Released``) so they rerun elsewhere at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from plait._authoring.flow import Workflow
+from plait._execution.context import TaskExecutionContext
+from plait._execution.invoke import AttemptResult, run_async_task
+from plait._kube.client import JSON, AsyncKube
+from plait._kube.models import (
+    API_VERSION,
+    DEFINITION_LABEL,
+    QUEUE_LABEL,
+    WORKFLOW_LABEL,
+    WorkflowDefinition,
+    WorkflowTask,
+    label_value,
+    now_rfc3339,
+    object_name,
+    rfc3339,
+)
+from plait.errors import ClusterError, Conflict, NotFound
+
+log = logging.getLogger(__name__)
+TASKS = WorkflowTask.RESOURCE
+DEFINITIONS = WorkflowDefinition.RESOURCE
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+_STOPPED_PHASES = ("Cancelled", "Lost", "Released")
+
+
+def default_identity() -> str:
+    base = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{base}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+def definition_object_name(workflow: Workflow) -> str:
+    return f"{object_name(workflow.workflow_id)}-{workflow.definition_hash[:12]}"
+
+
+@dataclass
+class WorkerSettings:
+    namespace: str
+    queues: tuple[str, ...] = ()  # empty: every queue the workflows use
+    concurrency: int = 8
+    lease_seconds: float = 15.0
+    drain_seconds: float = 20.0
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    identity: str = field(default_factory=default_identity)
+
+
+@dataclass
+class _Held:
+    """A task this worker claimed."""
+
+    name: str
+    body: JSON
+    resource_version: str
+    context: TaskExecutionContext
+    renewed: float  # monotonic time of the last successful claim or renewal request
+    job: asyncio.Task[None] | None = None
+    lost: bool = False
+
+
+class Worker:
+    def __init__(self, workflows: Iterable[Workflow], kube: AsyncKube, settings: WorkerSettings, metrics: Any) -> None:
+        self.workflows = {w.definition_hash: w for w in workflows}
+        self.kube = kube
+        self.settings = settings
+        self.metrics = metrics
+        queues = settings.queues or tuple(sorted({q for w in self.workflows.values() for q in w.definition.queues()}))
+        self.queues = tuple(queues)
+        self.held: dict[str, _Held] = {}
+        self.backlog: dict[str, JSON] = {}
+        self.ready = False
+        self.draining = False
+        self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="plait-task")
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def selector(self) -> str:
+        hashes = ",".join(sorted(h[:32] for h in self.workflows))
+        queues = ",".join(sorted({label_value(q) for q in self.queues}))
+        return f"{DEFINITION_LABEL} in ({hashes}),{QUEUE_LABEL} in ({queues})"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.publish()
+        watcher = asyncio.ensure_future(self._watch_forever())
+        heart = asyncio.ensure_future(self._heartbeats())
+        await stop.wait()
+        log.info(
+            "stopping: no new claims; draining %d running task(s) for up to %.0fs",
+            len(self.held),
+            self.settings.drain_seconds,
+        )
+        self.draining = True
+        self.backlog.clear()
+        deadline = time.monotonic() + self.settings.drain_seconds
+        while self.held and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*(self._release(held) for held in list(self.held.values())))
+        watcher.cancel()
+        heart.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def publish(self) -> None:
+        """Server-side apply one WorkflowDefinition per workflow; unchanged ones cost no write."""
+        for workflow in self.workflows.values():
+            name = definition_object_name(workflow)
+            body = {
+                "apiVersion": API_VERSION,
+                "kind": "WorkflowDefinition",
+                "metadata": {"name": name, "labels": {WORKFLOW_LABEL: label_value(workflow.workflow_id)}},
+                "spec": workflow.definition.to_data(),
+            }
+            await _retrying(
+                lambda name=name, body=body: self.kube.patch(
+                    DEFINITIONS,
+                    name,
+                    body,
+                    self.settings.namespace,
+                    patch_type="apply",
+                    field_manager="plait-worker",
+                    force=True,
+                ),
+                f"publish definition {name}",
+            )
+            log.info("published workflow=%s hash=%s as %s", workflow.workflow_id, workflow.definition_hash[:12], name)
+
+    # -- watching -------------------------------------------------------------------------------------
+
+    async def _watch_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                listing = await self.kube.list(TASKS, self.settings.namespace, label_selector=self.selector)
+                version = listing["metadata"]["resourceVersion"]
+                for item in listing["items"]:
+                    self._observe("ADDED", item)
+                self.ready = True
+                backoff = 0.5
+                async for event in self.kube.watch(
+                    TASKS, self.settings.namespace, resource_version=version, label_selector=self.selector
+                ):
+                    if event.type == "BOOKMARK":
+                        continue
+                    self._observe(event.type, event.object)
+            except asyncio.CancelledError:
+                raise
+            except ClusterError as error:
+                if error.status != 410:
+                    log.warning("task watch failed (%s); reconnecting in %.1fs", error, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10)
+            except Exception as error:  # connection reset, API server restarting, ...
+                log.warning(
+                    "task watch interrupted (%s: %s); reconnecting in %.1fs", type(error).__name__, error, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+
+    def _observe(self, event_type: str, body: JSON) -> None:
+        name = body["metadata"]["name"]
+        phase = (body.get("status") or {}).get("phase")
+        held = self.held.get(name)
+        if held is not None:
+            if event_type == "DELETED" or phase in _STOPPED_PHASES:
+                self._stop(held, f"task {phase or 'deleted'} by the operator")
+            return
+        if event_type == "DELETED" or phase not in (None, "Pending"):
+            self.backlog.pop(name, None)
+            return
+        if body["spec"].get("definitionHash") not in self.workflows or self.draining:
+            return
+        self.backlog[name] = body
+        self._fill()
+
+    def _fill(self) -> None:
+        """Claim backlog tasks while there is room: higher priority (1) first, then oldest."""
+        while self.backlog and len(self.held) < self.settings.concurrency and not self.draining:
+            name = min(self.backlog, key=lambda n: _order(self.backlog[n]))
+            body = self.backlog.pop(name)
+            self._spawn(self._claim(body))
+
+    # -- claiming and running -------------------------------------------------------------------------
+
+    async def _claim(self, body: JSON) -> None:
+        name, spec = body["metadata"]["name"], body["spec"]
+        workflow = self.workflows[spec["definitionHash"]]
+        now = now_rfc3339()
+        status: JSON = {
+            "phase": "Running",
+            "claim": {
+                "holder": self.settings.identity,
+                "claimedAt": now,
+                "renewedAt": now,
+                "leaseDurationSeconds": self.settings.lease_seconds,
+            },
+        }
+        if spec.get("timeoutSeconds"):
+            status["deadline"] = rfc3339(time.time() + float(spec["timeoutSeconds"]))
+        context = TaskExecutionContext(
+            workflow_id=workflow.workflow_id,
+            instance_id=spec["instance"],
+            task_id=spec["task"],
+            metadata=workflow.tasks[spec["task"]].metadata if spec["task"] in workflow.tasks else None,
+            workflow_metadata=workflow.metadata,
+            attempt=int(spec["attempt"]),
+            path=spec["path"],
+        )
+        held = _Held(name, body, body["metadata"]["resourceVersion"], context, time.monotonic())
+        self.held[name] = held  # reserve the slot while the claim is in flight
+        try:
+            claimed = await self.kube.patch(
+                TASKS,
+                name,
+                {"metadata": {"resourceVersion": held.resource_version}, "status": status},
+                self.settings.namespace,
+                subresource="status",
+            )
+        except (Conflict, NotFound):
+            self.held.pop(name, None)
+            self.metrics.claim_conflicts.labels(spec["queue"]).inc()
+            self._fill()
+            return
+        except ClusterError as error:
+            self.held.pop(name, None)
+            log.warning("claim of task=%s failed: %s", name, error)
+            self._fill()
+            return
+        held.resource_version = claimed["metadata"]["resourceVersion"]
+        labels = (workflow.workflow_id, spec["queue"])
+        self.metrics.claimed.labels(*labels).inc()
+        self.metrics.in_flight.labels(spec["queue"]).inc()
+        log.debug(
+            "claimed task=%s instance=%s step=%s attempt=%s", name, spec["instance"], spec["step"], spec["attempt"]
+        )
+        held.job = asyncio.current_task()
+        try:
+            await self._execute(held, workflow)
+        finally:
+            self.held.pop(name, None)
+            self.metrics.in_flight.labels(spec["queue"]).dec()
+            self._fill()
+
+    async def _execute(self, held: _Held, workflow: Workflow) -> None:
+        spec = held.body["spec"]
+        labels = (workflow.workflow_id, spec["queue"])
+        task = workflow.tasks.get(spec["task"])
+        started = time.perf_counter()
+        if task is None:
+            result = AttemptResult(ok=False, error=f"KeyError: this worker has no task {spec['task']!r}")
+        else:
+            try:
+                result = await run_async_task(
+                    task, spec.get("input"), held.context, spec.get("timeoutSeconds"), self._executor
+                )
+            except asyncio.CancelledError:
+                if held.lost:
+                    self.metrics.results_refused.labels(*labels).inc()
+                    return  # stopped because the claim is gone; nothing to report
+                raise
+        outcome = "succeeded" if result.ok else ("timed_out" if result.timed_out else "failed")
+        self.metrics.duration.labels(*labels, outcome).observe(time.perf_counter() - started)
+        {"succeeded": self.metrics.succeeded, "failed": self.metrics.failed, "timed_out": self.metrics.timed_out}[
+            outcome
+        ].labels(*labels).inc()
+        await self._report(held, result, labels)
+
+    async def _report(self, held: _Held, result: AttemptResult, labels: tuple[str, str]) -> None:
+        status: JSON = {"finishedAt": now_rfc3339()}
+        if result.ok:
+            size = len(json.dumps(result.output, separators=(",", ":")).encode())
+            if size > self.settings.max_payload_bytes:
+                status.update(
+                    phase="Failed",
+                    error=f"PayloadTooLarge: the output is {size} bytes, over the inline limit of "
+                    f"{self.settings.max_payload_bytes}; return a reference to the data instead",
+                )
+            else:
+                status.update(phase="Succeeded", output=result.output)
+        elif result.timed_out:
+            status.update(phase="TimedOut", error=result.error)
+        else:
+            status.update(phase="Failed", error=result.error, traceback=result.traceback)
+        for _ in range(5):
+            if held.lost:
+                break
+            try:
+                await self.kube.patch(
+                    TASKS,
+                    held.name,
+                    {"metadata": {"resourceVersion": held.resource_version}, "status": status},
+                    self.settings.namespace,
+                    subresource="status",
+                )
+                return
+            except Conflict:
+                if not await self._still_ours(held):
+                    break
+            except NotFound:
+                break
+            except ClusterError as error:
+                log.warning("result of task=%s not recorded yet (%s); retrying", held.name, error)
+                await asyncio.sleep(1)
+        self.metrics.results_refused.labels(*labels).inc()
+        log.warning("result of task=%s refused: this worker no longer holds its claim", held.name)
+
+    async def _still_ours(self, held: _Held) -> bool:
+        """After a conflict: is the claim still this worker's? If so, adopt the newer version."""
+        try:
+            current = await self.kube.get(TASKS, held.name, self.settings.namespace)
+        except NotFound:
+            return False
+        status = current.get("status") or {}
+        if status.get("phase") == "Running" and (status.get("claim") or {}).get("holder") == self.settings.identity:
+            held.resource_version = current["metadata"]["resourceVersion"]
+            return True
+        held.lost = True
+        return False
+
+    def _stop(self, held: _Held, why: str) -> None:
+        if held.lost:
+            return
+        held.lost = True
+        held.context.cancel_event.set()
+        log.info("stopping task=%s: %s", held.name, why)
+        if held.job is not None and held.job is not asyncio.current_task():
+            held.job.cancel()
+
+    # -- leases ---------------------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(min(interval, 1.0))
+            now = time.monotonic()
+            for held in list(self.held.values()):
+                if held.job is None or held.lost:
+                    continue
+                if now - held.renewed > self.settings.lease_seconds:
+                    self._stop(held, "the lease could not be renewed in time; the operator will rerun it")
+                elif now - held.renewed >= interval:
+                    self._spawn(self._renew(held))
+
+    async def _renew(self, held: _Held) -> None:
+        sent = time.monotonic()
+        try:
+            renewed = await self.kube.patch(
+                TASKS,
+                held.name,
+                {
+                    "metadata": {"resourceVersion": held.resource_version},
+                    "status": {"claim": {"renewedAt": now_rfc3339()}},
+                },
+                self.settings.namespace,
+                subresource="status",
+            )
+        except Conflict:
+            if not await self._still_ours(held):
+                self._stop(held, "the claim was taken away")
+            return
+        except NotFound:
+            self._stop(held, "the task was deleted")
+            return
+        except ClusterError as error:
+            log.warning("lease renewal of task=%s failed: %s", held.name, error)
+            return
+        held.resource_version = renewed["metadata"]["resourceVersion"]
+        held.renewed = sent
+
+    async def _release(self, held: _Held) -> None:
+        """Shutdown: hand an unfinished task back so the operator reruns it at once."""
+        self._stop(held, "the worker is shutting down")
+        try:
+            await self.kube.patch(
+                TASKS,
+                held.name,
+                {
+                    "metadata": {"resourceVersion": held.resource_version},
+                    "status": {"phase": "Released", "error": f"released by {self.settings.identity} at shutdown"},
+                },
+                self.settings.namespace,
+                subresource="status",
+            )
+            spec = held.body["spec"]
+            self.metrics.released.labels(self.workflows[spec["definitionHash"]].workflow_id, spec["queue"]).inc()
+        except ClusterError as error:
+            log.warning("could not release task=%s (%s); its lease will expire", held.name, error)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _order(body: JSON) -> tuple[int, str, str]:
+    spec = body["spec"]
+    return (spec.get("priority") or 3, body["metadata"].get("creationTimestamp", ""), body["metadata"]["name"])
+
+
+async def _retrying(call: Any, what: str, attempts: int = 30) -> Any:
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except ClusterError as error:
+            if error.status in (400, 403, 404, 422) or attempt == attempts - 1:
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, error, delay)
+        except Exception as error:  # the API server may not be up yet
+            if attempt == attempts - 1:
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, error, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5)
+    return None

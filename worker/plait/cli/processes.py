@@ -1,0 +1,147 @@
+"""``plait operator`` and ``plait worker``: the two long-running processes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+from plait.cli.common import add_cluster_options, connect, namespace_of
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    operator = commands.add_parser(
+        "operator",
+        help="run the controller (kopf) that drives WorkflowInstances",
+        description="Run the plait controller: validates instances, checkpoints every step into their status, "
+        "creates WorkflowTasks for workers, and honours pause/cancel annotations. One replica leads; "
+        "others wait on a Lease.",
+    )
+    add_cluster_options(operator, namespace=False)
+    scope = operator.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
+    operator.add_argument(
+        "--metrics-port", type=int, default=8080, help="port of /metrics, /healthz, /readyz (default 8080)"
+    )
+    operator.add_argument("--no-metrics", action="store_true", help="do not serve HTTP at all")
+    operator.add_argument(
+        "--default-ttl", type=int, default=None, metavar="SECONDS",
+        help="delete finished instances this long after they finish, unless spec.ttlSecondsAfterFinished says otherwise",
+    )  # fmt: skip
+    operator.add_argument(
+        "--max-payload-bytes", type=int, default=256 * 1024, help="inline payload limit (default 256 KiB)"
+    )
+    operator.add_argument(
+        "--lease-grace", type=float, default=2.0, help="seconds past a task lease before it counts as lost"
+    )
+    operator.add_argument(
+        "--no-leader-election", action="store_true", help="run without a Lease (a single replica only)"
+    )
+    operator.add_argument(
+        "--leader-namespace",
+        default=None,
+        help="namespace of the leader Lease (default: $POD_NAMESPACE or the context's)",
+    )
+    operator.add_argument("--identity", default=None, help="this replica's name in the Lease (default: host and pid)")
+    operator.set_defaults(handler=_operator)
+
+    worker = commands.add_parser(
+        "worker",
+        help="serve the workflows of MODULE: publish their definitions and run their tasks",
+        description="Import MODULE (a module, MODULE:ATTR naming a workflow or a list, a .py file or a directory), "
+        "publish a WorkflowDefinition for every workflow built at its top level, then claim and run their tasks.",
+    )
+    worker.add_argument("module", metavar="MODULE[:ATTR]", help="where the workflows are")
+    add_cluster_options(worker)
+    worker.add_argument(
+        "--queue",
+        "-q",
+        action="append",
+        default=[],
+        help="serve this queue (repeatable; default: every queue the workflows use)",
+    )
+    worker.add_argument("--concurrency", "-c", type=int, default=8, help="tasks run at once (default 8)")
+    worker.add_argument(
+        "--lease-seconds", type=float, default=15.0, help="claim lease; renewed every third of it (default 15)"
+    )
+    worker.add_argument(
+        "--drain-seconds", type=float, default=20.0, help="on SIGTERM, wait this long for running tasks (default 20)"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, default=8081, help="port of /metrics, /healthz, /readyz (default 8081)"
+    )
+    worker.add_argument("--no-metrics", action="store_true", help="do not serve HTTP at all")
+    worker.add_argument(
+        "--max-payload-bytes", type=int, default=256 * 1024, help="inline output limit (default 256 KiB)"
+    )
+    worker.set_defaults(handler=_worker)
+
+
+def _operator(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    from plait_operator.main import run
+    from plait_operator.settings import OperatorSettings
+
+    connection = connect(args)
+    identity = args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    settings = OperatorSettings(
+        namespaces=tuple(args.namespace),
+        max_payload_bytes=args.max_payload_bytes,
+        default_ttl_seconds=args.default_ttl,
+        lease_grace_seconds=args.lease_grace,
+        leader_election=not args.no_leader_election,
+        leader_namespace=args.leader_namespace or os.environ.get("POD_NAMESPACE") or connection.namespace,
+        metrics_port=None if args.no_metrics else args.metrics_port,
+        identity=identity,
+    )
+    asyncio.run(run(settings, connection))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from plait._kube.client import AsyncKube
+    from plait._serving import serve
+    from plait._worker.loading import load_workflows
+    from plait._worker.metrics import WorkerMetrics
+    from plait._worker.runtime import Worker, WorkerSettings
+
+    workflows = load_workflows(args.module)
+    connection = connect(args)
+    settings = WorkerSettings(
+        namespace=namespace_of(args, connection),
+        queues=tuple(args.queue),
+        concurrency=args.concurrency,
+        lease_seconds=args.lease_seconds,
+        drain_seconds=args.drain_seconds,
+        max_payload_bytes=args.max_payload_bytes,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
+        metrics = WorkerMetrics()
+        async with AsyncKube(connection) as kube:
+            worker = Worker(workflows, kube, settings, metrics)
+            http = None if args.no_metrics else await serve(metrics.registry, lambda: worker.ready, args.metrics_port)
+            log.info(
+                "worker %s serving %s on queues %s in namespace %s",
+                settings.identity, ", ".join(w.workflow_id for w in workflows), ", ".join(worker.queues), settings.namespace,
+            )  # fmt: skip
+            try:
+                await worker.run(stop)
+            finally:
+                if http is not None:
+                    await http.cleanup()
+
+    asyncio.run(main())
+    return 0
