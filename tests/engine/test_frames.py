@@ -37,7 +37,9 @@ def test_in_flight_matches_what_was_dispatched_in_every_shape() -> None:
         assert rebuilt == expected
         seen += len(rebuilt)
         command = expected[0]
-        output = {"_loop": "done", "value": 1} if command.task == "body" else ("k" if command.path.endswith("/k") else 1)
+        output = (
+            {"_loop": "done", "value": 1} if command.task == "body" else ("k" if command.path.endswith("/k") else 1)
+        )
         h.succeed(command, output)
     assert seen >= 7
     assert h.completed() == 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from plait._devenv.binaries import BINARIES_TAG, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION
 from plait._devenv.controlplane import PlaneState, _alive
+from plait._devenv.dev import DevEnvironment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,13 +29,14 @@ def test_dev_up_env_down(tmp_path: Path) -> None:
         assert str(directory / "kubeconfig") in first.stdout
         pids = {p.pid for p in PlaneState.load(directory / "state.json").processes}  # type: ignore[union-attr]
         assert len(pids) == 3
+        assert "plait-operator" in first.stdout and "plait-worker" in first.stdout
 
         again = plait(directory, "dev", "up")
         assert again.returncode == 0, again.stderr
         assert {p.pid for p in PlaneState.load(directory / "state.json").processes} == pids  # type: ignore[union-attr]
 
         status = plait(directory, "dev", "status")
-        assert status.returncode == 0 and status.stdout.count("running") == 3
+        assert status.returncode == 0 and status.stdout.count("running") == 5, status.stdout
 
         plait_bin = Path(sys.executable).parent
         shell = subprocess.run(
@@ -45,11 +48,23 @@ def test_dev_up_env_down(tmp_path: Path) -> None:
         )
         assert shell.returncode == 0, shell.stderr
         assert "kube-system" in shell.stdout and "default" in shell.stdout
+        published = ""
+        for _ in range(100):  # the worker publishes the examples' definitions once it is up
+            published = subprocess.run(
+                ["bash", "-c", 'eval "$(plait dev env)" && kubectl get workflowdefinitions -o name'],
+                env={**os.environ, "PLAIT_DEV_DIR": str(directory), "PATH": f"{plait_bin}:{os.environ['PATH']}"},
+                capture_output=True, text=True, timeout=60,
+            ).stdout  # fmt: skip
+            if "order-processing" in published:
+                break
+            time.sleep(0.2)
+        assert "order-processing" in published
     finally:
         records = (PlaneState.load(directory / "state.json") or PlaneState(0, 0, 0, 0)).processes
+        records += DevEnvironment(directory).components()
         down = plait(directory, "dev", "down")
     assert down.returncode == 0, down.stderr
-    assert records and not any(_alive(r) for r in records)
+    assert len(records) == 5 and not any(_alive(r) for r in records)
     assert plait(directory, "dev", "status").returncode == 1
 
 

@@ -128,9 +128,14 @@ def echo(x: Any) -> Any:
 
 sequence = Flow("sequence").then(inc).then(double).then(inc).build()
 fork_join = Flow("fork-join").fork().branch(inc).branch(double).branch(square).join(total).build()
-route = Flow("route").route(lambda x: "big" if x >= 10 else "small", keys=["big", "small"]).branch(
-    "big", big
-).branch("small", small).done().build()
+route = (
+    Flow("route")
+    .route(lambda x: "big" if x >= 10 else "small", keys=["big", "small"])
+    .branch("big", big)
+    .branch("small", small)
+    .done()
+    .build()
+)
 loop = Flow("loop").loop(count_up, max_iterations=10).build()
 delay = Flow("delay").then(inc).delay("pause", "1s").then(double).build()
 signal = Flow("signal").then(inc).wait_for_signal("approve", timeout="60s").then(approved).build()

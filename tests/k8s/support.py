@@ -72,7 +72,9 @@ def worker_args(namespace: str, module: str = "tests.k8s.flows", *extra: str) ->
     return ["worker", module, "--namespace", namespace, "--metrics-port", str(free_port()), *extra]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -113,7 +115,9 @@ def wait_phase(kube: Kube, namespace: str, name: str, *phases: str, timeout: flo
     return result
 
 
-def send_signal(kube: Kube, namespace: str, instance: str, name: str, payload: Any, signal_name: str | None = None) -> None:
+def send_signal(
+    kube: Kube, namespace: str, instance: str, name: str, payload: Any, signal_name: str | None = None
+) -> None:
     kube.create(
         SIGNALS,
         {

@@ -26,7 +26,7 @@ def instance(name: str, **spec: object) -> dict[str, object]:
 
 
 def test_the_api_server_rejects_malformed_instances(kube: Kube, namespace: str, plait_crds: None) -> None:
-    with pytest.raises(Invalid, match="spec.workflow"):
+    with pytest.raises(Invalid, match=r"spec\.workflow"):
         kube.create(WorkflowInstance.RESOURCE, instance("no-workflow", input=1), namespace)
     with pytest.raises(Invalid, match="ttlSecondsAfterFinished"):
         kube.create(WorkflowInstance.RESOURCE, instance("bad-ttl", workflow="w", ttlSecondsAfterFinished=-1), namespace)

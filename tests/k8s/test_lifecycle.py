@@ -41,7 +41,12 @@ def test_retries_back_off_then_succeed(
     assert gaps[0] >= 0.5 and gaps[1] >= 1.0  # initial_delay_secs=0.5, backoff_multiplier=2
     step = next(s for s in done["status"]["steps"] if s["id"] == "flaky")
     assert step["attempts"] == 3 and step["runs"] == 1
-    assert [line.split()[:2] for line in marks(marks_dir, "r")] == [["flaky", "1"], ["flaky", "2"], ["flaky", "3"], ["inc", "1"]]
+    assert [line.split()[:2] for line in marks(marks_dir, "r")] == [
+        ["flaky", "1"],
+        ["flaky", "2"],
+        ["flaky", "3"],
+        ["inc", "1"],
+    ]
 
 
 def _at(task: dict[str, object], field: str) -> float:

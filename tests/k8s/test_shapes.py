@@ -44,7 +44,9 @@ def test_signal_sent_after_the_wait(kube: Kube, e2e: str, start_worker: Callable
     assert wait_phase(kube, e2e, "late", "Succeeded")["status"]["output"] == "approved by alice"
 
 
-def test_signal_sent_before_the_wait_is_buffered(kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess]) -> None:
+def test_signal_sent_before_the_wait_is_buffered(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess]
+) -> None:
     send_signal(kube, e2e, "early", "approve", {"by": "bob"}, signal_name="first")
     send_signal(kube, e2e, "early", "approve", {"by": "carol"}, signal_name="second")
     submit(kube, e2e, "early", "signal", 1)

@@ -1,11 +1,17 @@
-"""``plait dev up|down|status|env``: a local control plane with plait running on it."""
+"""``plait dev up|down|status|env``: a local control plane with plait (CRDs, operator, worker) on it."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from plait._devenv.dev import DevEnvironment
+from plait._devenv.binaries import build_script
+from plait._devenv.controlplane import free_port
+from plait._devenv.dev import Component, DevEnvironment
+from plait._kube.client import Kube
+from plait._kube.connection import load_connection
+from plait._kube.crds import all_crds
+from plait._kube.install import apply_crds
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,7 +25,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     dev.add_argument("--dir", type=Path, default=None, help="environment directory (default: $PLAIT_DEV_DIR)")
     actions = dev.add_subparsers(dest="action", metavar="ACTION", required=True)
-    up = actions.add_parser("up", help="start the control plane in the background (harmless when it runs)")
+    up = actions.add_parser(
+        "up",
+        help="start the control plane, the plait CRDs, an operator and a worker, in the background",
+        description="Idempotent: what already runs is left alone. The worker serves --worker "
+        "(default: examples/ of the source checkout, when there is one).",
+    )
+    up.add_argument(
+        "--worker", metavar="MODULE", default=None, help="what the worker serves (a module, file or directory)"
+    )
+    up.add_argument("--no-worker", action="store_true", help="start no worker")
     up.set_defaults(handler=_up)
     down = actions.add_parser("down", help="stop every process `up` started; data stays for the next `up`")
     down.set_defaults(handler=_down)
@@ -31,11 +46,35 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _up(args: argparse.Namespace) -> int:
     environment = DevEnvironment(args.dir)
-    environment.up([])
+    components = [
+        Component("plait-operator", ["operator", "--all-namespaces", "--metrics-port", str(free_port())]),
+    ]
+    worker = None if args.no_worker else (args.worker or _examples())
+    if worker is not None:
+        components.append(
+            Component(
+                "plait-worker", ["worker", str(worker), "--namespace", "default", "--metrics-port", str(free_port())]
+            )
+        )
+
+    def install_crds() -> None:
+        with Kube(load_connection(environment.kubeconfig)) as kube:
+            apply_crds(kube, all_crds())
+
+    environment.up(components, prepare=install_crds)
     print(f"control plane ready at {environment.plane.server}")
+    for name, pid, alive, log in environment.status():
+        if name.startswith("plait-"):
+            print(f"{name} pid={pid} {'running' if alive else 'stopped'} logs={log}")
     print(f"kubeconfig: {environment.kubeconfig}")
-    print('use it with: eval "$(plait dev env)"; kubectl get ns')
+    print('use it with: eval "$(plait dev env)"; kubectl get wfi')
     return 0
+
+
+def _examples() -> Path | None:
+    script = build_script()
+    candidate = script.parent.parent / "examples" if script is not None else None
+    return candidate if candidate is not None and candidate.is_dir() else None
 
 
 def _down(args: argparse.Namespace) -> int:
