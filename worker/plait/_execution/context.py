@@ -9,6 +9,7 @@ cancelled or the worker lost its claim.
 from __future__ import annotations
 
 import threading
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ class TaskExecutionContext:
     workflow_metadata: dict[str, Any] | None
     attempt: int = 1
     path: str = ""
+    lease_expires: float | None = field(default=None, repr=False, compare=False)  # time.monotonic() deadline
     _cancel_event: threading.Event | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -41,7 +43,10 @@ class TaskExecutionContext:
         return event
 
     def is_cancelled(self) -> bool:
-        """True once the instance was cancelled or this attempt was superseded; stop soon."""
+        """True once the instance was cancelled, this attempt was superseded, or (on a worker) its
+        lease ran out unrenewed: the operator may already run the next attempt elsewhere. Stop soon."""
+        if self.lease_expires is not None and time.monotonic() > self.lease_expires:
+            return True
         event = self._cancel_event  # nobody set an event that does not exist yet
         return event is not None and event.is_set()
 

@@ -231,6 +231,7 @@ class Worker:
             path=spec["path"],
         )
         held = _Held(name, body, body["metadata"]["resourceVersion"], context, time.monotonic())
+        context.lease_expires = held.renewed + self.settings.lease_seconds
         self.held[name] = held  # reserve the slot while the claim is in flight
         try:
             claimed = await self.kube.patch(
@@ -390,6 +391,7 @@ class Worker:
             return
         held.resource_version = renewed["metadata"]["resourceVersion"]
         held.renewed = sent
+        held.context.lease_expires = sent + self.settings.lease_seconds
 
     async def _release(self, held: _Held) -> None:
         """Shutdown: hand an unfinished task back so the operator reruns it at once."""
