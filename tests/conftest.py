@@ -20,6 +20,7 @@ from plait._kube.client import NAMESPACES, Kube
 from plait._kube.connection import Connection, load_connection
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.k8s.fixtures"]  # operator, worker and namespace fixtures for every test directory
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ def mark(name: str) -> None:
     ctx = get_task_context()
     MARKS.mkdir(parents=True, exist_ok=True)
     with open(MARKS / f"{ctx.instance_id if ctx else 'none'}.log", "a") as log:
-        log.write(f"{name} {ctx.attempt if ctx else 0} {os.getpid()}\n")
+        log.write(f"{name} {ctx.attempt if ctx else 0} {os.getpid()} {ctx.path if ctx else '-'} {time.time():.3f}\n")
 
 
 @task
@@ -36,31 +36,37 @@ def double(x: int) -> int:
 
 @task
 def square(x: int) -> int:
+    mark("square")
     return x * x
 
 
 @task
 def total(parts: dict[str, int]) -> dict[str, Any]:
+    mark("total")
     return {"sum": sum(parts.values()), "parts": parts}
 
 
 @task
 def small(x: int) -> str:
+    mark("small")
     return f"small:{x}"
 
 
 @task
 def big(x: int) -> str:
+    mark("big")
     return f"big:{x}"
 
 
 @task
 def count_up(x: int) -> LoopResult[int]:
+    mark("count_up")
     return LoopResult.again(x + 1) if x < 5 else LoopResult.done(x * 10)
 
 
 @task
 def approved(payload: dict[str, Any]) -> str:
+    mark("approved")
     return f"approved by {payload['by']}"
 
 

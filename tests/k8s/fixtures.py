@@ -1,4 +1,5 @@
-"""Real operator and worker processes for the Kubernetes tests.
+"""Real operator and worker processes for the Kubernetes tests (a pytest plugin: every test
+directory can use these fixtures; tests/conftest.py loads it).
 
 One operator per session watches every namespace named ``e2e-*``; each test gets such a
 namespace and starts the workers it needs in it. Tests that kill or restart the operator run a
