@@ -98,35 +98,48 @@ Delivery = Outcome | _Stale
 Leaf = Callable[[Node, Frame, str, Any, "_Context"], Outcome]
 
 
-class _Context:
-    __slots__ = ("commands", "definition", "now", "snapshot")
+class _Context(Decision):
+    """The decision being made, with what the walk needs besides: the definition and the time.
 
-    def __init__(self, definition: Definition, snapshot: Snapshot, now: float) -> None:
-        self.definition = definition
+    ``decide`` returns it as the :class:`Decision`: one object per event rather than two.
+    """
+
+    __slots__ = ("definition", "now", "track_steps")
+
+    def __init__(self, definition: Definition, snapshot: Snapshot, now: float, track_steps: bool) -> None:
         self.snapshot = snapshot
+        self.commands = []
+        self.accepted = True
+        self.definition = definition
         self.now = now
-        self.commands: list[Command] = []
+        self.track_steps = track_steps
 
 
 def new_snapshot(definition: Definition, instance_id: str) -> Snapshot:
     return Snapshot(instance_id=instance_id, workflow=definition.name, definition_hash=definition.hash)
 
 
-def decide(definition: Definition, snapshot: Snapshot, event: Event, now: float) -> Decision:
-    """Apply ``event`` to ``snapshot`` at time ``now``; return the snapshot and what to do next."""
+def decide(
+    definition: Definition, snapshot: Snapshot, event: Event, now: float, *, track_steps: bool = True
+) -> Decision:
+    """Apply ``event`` to ``snapshot`` at time ``now``; return the snapshot and what to do next.
+
+    ``track_steps=False`` leaves ``snapshot.steps``, the per-step summary kept for whoever watches
+    the checkpoints, untouched: for runs whose snapshot nobody sees. Nothing else depends on it.
+    """
     if snapshot.definition_hash != definition.hash:
         raise DefinitionError(
             f"instance {snapshot.instance_id!r} runs definition {snapshot.definition_hash[:12]} of "
             f"{snapshot.workflow!r}, not {definition.hash[:12]}; resume it with the definition it started with"
         )
-    ctx = _Context(definition, snapshot, now)
     if snapshot.status in st.TERMINAL or (snapshot.root is None and not isinstance(event, Started | Cancel)):
         return Decision(snapshot, [], accepted=False)
-    accepted = _apply(event, ctx)
-    if accepted:
+    ctx = _Context(definition, snapshot, now, track_steps)
+    ctx.accepted = _apply(event, ctx)
+    if ctx.accepted:
         snapshot.events += 1
         _refresh_status(snapshot)
-    return Decision(snapshot, ctx.commands, accepted)
+    return ctx
 
 
 # -- event dispatch ---------------------------------------------------------------------------
@@ -257,6 +270,7 @@ def _deliver_sequence(
     if frame["pos"] != pos or state is None:
         return _STALE
     path = prefix + parts[i]
+    outcome: Delivery
     if i + 1 == len(parts):  # the event is for this step itself
         outcome = leaf(steps[pos], state, path, detail, ctx)
     else:
@@ -486,6 +500,8 @@ def _dispatch(node: TaskNode, state: Frame, path: str, ctx: _Context) -> None:
             node.priority,
         )
     )
+    if not ctx.track_steps:
+        return
     summary = snapshot.steps.get(node.id)
     if summary is None:
         snapshot.steps[node.id] = {"state": "running", "attempts": 1, "runs": 0, "startedAt": ctx.now}
@@ -496,6 +512,8 @@ def _dispatch(node: TaskNode, state: Frame, path: str, ctx: _Context) -> None:
 
 
 def _mark(ctx: _Context, node_id: str, state: str) -> None:
+    if not ctx.track_steps:
+        return
     summary = ctx.snapshot.steps.get(node_id)
     if summary is None:
         ctx.snapshot.steps[node_id] = summary = {"state": state, "attempts": 0, "runs": 0, "startedAt": ctx.now}

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from plait._authoring.flow import Workflow
-from plait._core.engine import Decision, decide, new_snapshot
+from plait._authoring.flow import TaskFunction, Workflow
+from plait._core.engine import decide, new_snapshot
 from plait._core.events import (
     Cancel,
     CancelTask,
@@ -37,7 +37,7 @@ from plait._core.events import (
 )
 from plait._core.snapshot import Snapshot
 from plait._execution.context import TaskExecutionContext
-from plait._execution.invoke import AttemptResult, run_async_task, run_sync, to_json
+from plait._execution.invoke import AttemptResult, call_inline, describe, run_async_task, run_sync, to_json
 from plait._local.backends import Backend
 from plait._local.status import WorkflowStatus
 from plait.errors import DefinitionError
@@ -90,6 +90,7 @@ class Runner:
         self.sleep_through_waits = sleep_through_waits
         self.clock = clock
         self.sleep = sleep
+        self._track_steps = backend is not None  # the per-step summary is for watchers of checkpoints
         self._pending: deque[DispatchTask] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -158,7 +159,7 @@ class Runner:
         return min(times, default=None)
 
     def _apply(self, snapshot: Snapshot, event: Event) -> Snapshot:
-        decision: Decision = decide(self.definition, snapshot, event, self.clock())
+        decision = decide(self.definition, snapshot, event, self.clock(), track_steps=self._track_steps)
         if not decision.accepted:
             return decision.snapshot
         for command in decision.commands:
@@ -186,21 +187,32 @@ class Runner:
             command.path,
         )
         value = to_json(command.input)  # a copy: the task cannot change the input a retry would get
+        if task.is_async or command.timeout_secs is not None:
+            result = self._run_guarded(task, value, context, command.timeout_secs)
+            if result.timed_out:
+                return TaskTimedOut(command.path, command.attempt)
+            if not result.ok:
+                return TaskFailed(command.path, command.attempt, result.error or "error")
+            output = result.output
+        else:  # the usual case, run in this thread with nothing around it
+            try:
+                output = call_inline(task, value, context)
+            except Exception as error:
+                return TaskFailed(command.path, command.attempt, describe(error))
+        if self.backend is not None:
+            self.backend.record_output(self.instance_id, command.task, output)
+        return TaskSucceeded(command.path, command.attempt, output)
+
+    def _run_guarded(
+        self, task: TaskFunction, value: Any, context: TaskExecutionContext, timeout: float | None
+    ) -> AttemptResult:
+        """Run an async task, or a sync one with a timeout (in a thread, so the wait can end)."""
         if task.is_async:
-            result = self._run_coroutine(task, value, context, command.timeout_secs)
-        else:
-            executor = shared_executor() if command.timeout_secs is not None else None
-            result = run_sync(task, value, context, command.timeout_secs, executor)
-        if result.ok:
-            if self.backend is not None:
-                self.backend.record_output(self.instance_id, command.task, result.output)
-            return TaskSucceeded(command.path, command.attempt, result.output)
-        if result.timed_out:
-            return TaskTimedOut(command.path, command.attempt)
-        return TaskFailed(command.path, command.attempt, result.error or "error")
+            return self._run_coroutine(task, value, context, timeout)
+        return run_sync(task, value, context, timeout, shared_executor())
 
     def _run_coroutine(
-        self, task: Any, value: Any, context: TaskExecutionContext, timeout: float | None
+        self, task: TaskFunction, value: Any, context: TaskExecutionContext, timeout: float | None
     ) -> AttemptResult:
         coroutine = run_async_task(task, value, context, timeout, shared_executor())
         try:
