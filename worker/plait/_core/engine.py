@@ -124,8 +124,9 @@ def decide(
 ) -> Decision:
     """Apply ``event`` to ``snapshot`` at time ``now``; return the snapshot and what to do next.
 
-    ``track_steps=False`` leaves ``snapshot.steps``, the per-step summary kept for whoever watches
-    the checkpoints, untouched: for runs whose snapshot nobody sees. Nothing else depends on it.
+    ``track_steps=False`` leaves ``snapshot.steps``, the per-step summary shown to whoever watches
+    the checkpoints, untouched: for adapters that show none (the local runner). Nothing else
+    depends on it.
     """
     if snapshot.definition_hash != definition.hash:
         raise DefinitionError(

@@ -6,6 +6,10 @@ crash loses at most the steps in flight. On resume, steps that were in flight wh
 run died are rerun (``TaskLost``); steps that finished are not. Retry backoffs are slept through;
 durable delays and signals either are slept through (``run_workflow``) or end the run with a
 ``waiting`` / ``awaiting_signal`` status (durable runs), to be continued by ``resume_workflow``.
+
+Local checkpoints leave out the per-step summary (``snapshot.steps``): it exists for the
+Kubernetes status, nothing local shows it, and it would make every checkpoint grow with the
+number of steps run.
 """
 
 from __future__ import annotations
@@ -90,7 +94,6 @@ class Runner:
         self.sleep_through_waits = sleep_through_waits
         self.clock = clock
         self.sleep = sleep
-        self._track_steps = backend is not None  # the per-step summary is for watchers of checkpoints
         self._pending: deque[DispatchTask] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -159,7 +162,7 @@ class Runner:
         return min(times, default=None)
 
     def _apply(self, snapshot: Snapshot, event: Event) -> Snapshot:
-        decision = decide(self.definition, snapshot, event, self.clock(), track_steps=self._track_steps)
+        decision = decide(self.definition, snapshot, event, self.clock(), track_steps=False)
         if not decision.accepted:
             return decision.snapshot
         for command in decision.commands:
@@ -168,7 +171,7 @@ class Runner:
             elif isinstance(command, CancelTask):
                 self._pending = deque(c for c in self._pending if c.path != command.path)
         if self.backend is not None:
-            self.backend.save(self.instance_id, decision.snapshot.to_data())
+            self.backend.save_snapshot(self.instance_id, decision.snapshot)
         return decision.snapshot
 
     # -- running one attempt ------------------------------------------------------------------------
