@@ -54,7 +54,6 @@ class Controller:
         self._phases: dict[tuple[str, str], tuple[str, str]] = {}
         self._phase_counts: Counter[tuple[str, str]] = Counter()
         self._leases: dict[tuple[str, str], _Lease] = {}
-        self._unclaimed: dict[tuple[str, str], str] = {}  # task -> queue
         self._background: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -214,12 +213,12 @@ class Controller:
         phase = status.get("phase")
         spec = body.get("spec") or {}
         queue = label_value(spec.get("queue", "default"))
+        unclaimed = self.metrics.unclaimed
         if event_type == "DELETED" or phase not in (None, "Pending"):
-            if self._unclaimed.pop(key, None) is not None:
-                self._refresh_queue_depth(queue)
-        elif key not in self._unclaimed:
-            self._unclaimed[key] = queue
-            self._refresh_queue_depth(queue)
+            unclaimed.discard(key)
+        elif key not in unclaimed:
+            created = body["metadata"].get("creationTimestamp")
+            unclaimed.add(key, queue, parse_rfc3339(created) if created else time.time())
         if event_type == "DELETED" or phase != "Running" or not status.get("claim"):
             self._leases.pop(key, None)
             return
@@ -235,9 +234,6 @@ class Controller:
                 queue=queue,
                 observed=time.monotonic(),
             )
-
-    def _refresh_queue_depth(self, queue: str) -> None:
-        self.metrics.queue_depth.labels(queue).set(sum(1 for q in self._unclaimed.values() if q == queue))
 
     async def _sweep_leases(self) -> None:
         while True:

@@ -1,17 +1,80 @@
 """The operator's Prometheus metrics, on a registry of their own (tests pass a fresh one).
 
-Labels are small fixed sets (workflow, queue, phase, outcome), never instance names.
+The controller updates them (see :mod:`plait_operator.controller` and
+:mod:`plait_operator.instances`); ``/metrics`` serves them (:mod:`plait._serving`). Names are in
+base units; labels are small fixed sets (workflow, queue, phase, outcome), never instance names.
+Queue depth and the age of the oldest unclaimed task are computed when scraped, from the tasks the
+controller reports as unclaimed (:class:`UnclaimedTasks`), so they cost nothing per watch event and
+an age keeps growing between events.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric
+from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
+class UnclaimedTasks:
+    """Tasks created and not yet claimed, per queue: ``plait_queue_depth`` and ``plait_queue_oldest_task_age_seconds``.
+
+    A queue seen once keeps reporting (depth 0, age 0) so autoscalers see it drain to zero.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._tasks: dict[tuple[str, str], tuple[str, float]] = {}  # (namespace, name) -> (queue, created)
+        self._queues: set[str] = set()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._tasks
+
+    def add(self, key: tuple[str, str], queue: str, created: float) -> None:
+        """A task waiting for a worker; ``created`` is its creationTimestamp (epoch seconds)."""
+        self._tasks[key] = (queue, created)
+        self._queues.add(queue)
+
+    def discard(self, key: tuple[str, str]) -> None:
+        """The task was claimed, finished, stopped or deleted."""
+        self._tasks.pop(key, None)
+
+    def depth(self, queue: str) -> int:
+        return sum(1 for q, _ in self._tasks.values() if q == queue)
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        depth = dict.fromkeys(self._queues, 0)
+        oldest: dict[str, float] = {}
+        for queue, created in self._tasks.values():
+            depth[queue] += 1
+            oldest[queue] = min(created, oldest.get(queue, created))
+        now = self._clock()
+        families = self._families()
+        for queue in sorted(depth):
+            families[0].add_metric([queue], depth[queue])
+            families[1].add_metric([queue], max(0.0, now - oldest[queue]) if queue in oldest else 0.0)
+        return families
+
+    @staticmethod
+    def _families() -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily("plait_queue_depth", "Tasks created and not yet claimed, per queue.", labels=["queue"]),
+            GaugeMetricFamily(
+                "plait_queue_oldest_task_age_seconds",
+                "Age of the oldest task not yet claimed, per queue (0 when none waits).",
+                labels=["queue"],
+            ),
+        ]
+
+
 class OperatorMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.instances = Gauge(
@@ -28,8 +91,8 @@ class OperatorMetrics:
         )
         self.steps_failed = Counter(
             "plait_steps_failed_total",
-            "Task attempts that failed, timed out or were lost.",
-            ["workflow", "queue", "reason"],
+            "Task attempts that failed (outcome: error, timeout or lost).",
+            ["workflow", "queue", "outcome"],
             registry=r,
         )
         self.steps_retried = Counter(
@@ -58,9 +121,8 @@ class OperatorMetrics:
         self.reconcile_errors = Counter(
             "plait_reconcile_errors_total", "Reconciles that raised and were retried.", ["reason"], registry=r
         )
-        self.queue_depth = Gauge(
-            "plait_queue_depth", "Tasks created and not yet claimed, per queue.", ["queue"], registry=r
-        )
+        self.unclaimed = UnclaimedTasks(clock)
+        r.register(self.unclaimed)
         self.lease_expiries = Counter(
             "plait_lease_expiries_total",
             "Running tasks whose worker stopped renewing the lease.",
