@@ -74,28 +74,18 @@ def _timed_out(context: TaskExecutionContext, timeout: float) -> AttemptResult:
     return AttemptResult(ok=False, timed_out=True, error=f"TimeoutError: timed out after {timeout}s")
 
 
-def call_inline(task: TaskFunction, value: Any, context: TaskExecutionContext) -> Any:
-    """Run a sync task in this thread; its output as JSON data.
-
-    Raises what the task raised, or ``TypeError`` when the output is not JSON. The fast way for a
-    task without a timeout: the local runner calls it directly.
-    """
-    token = current.set(context)
-    try:
-        return to_json(task(value))
-    finally:
-        current.reset(token)
-
-
 def run_sync(
     task: TaskFunction, value: Any, context: TaskExecutionContext, timeout: float | None, executor: Executor | None
 ) -> AttemptResult:
     """Run a sync task; inline when there is no timeout, else in ``executor`` with one."""
     if timeout is None or executor is None:
+        token = current.set(context)
         try:
-            return AttemptResult(True, call_inline(task, value, context))
+            return _finish(task(value))
         except Exception as error:
             return _failure(error)
+        finally:
+            current.reset(token)
     future = executor.submit(_in_context(task, value, context))
     done, _ = futures.wait([future], timeout=timeout)
     if not done:

@@ -40,8 +40,8 @@ from plait._core.events import (
     Unpause,
 )
 from plait._core.snapshot import Snapshot
-from plait._execution.context import TaskExecutionContext
-from plait._execution.invoke import AttemptResult, call_inline, describe, run_async_task, run_sync, to_json
+from plait._execution.context import InlineSlot, TaskExecutionContext, current
+from plait._execution.invoke import AttemptResult, describe, run_async_task, run_sync, to_json
 from plait._local.backends import Backend
 from plait._local.status import WorkflowStatus
 from plait.errors import DefinitionError
@@ -95,6 +95,7 @@ class Runner:
         self.clock = clock
         self.sleep = sleep
         self._pending: deque[DispatchTask] = deque()
+        self._slot = InlineSlot(self.definition.name, instance_id, self.definition.metadata)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- entry points ----------------------------------------------------------------------------
@@ -119,6 +120,7 @@ class Runner:
 
     def _drive(self, snapshot: Snapshot, events: list[Event]) -> WorkflowStatus:
         queue: deque[Event] = deque(events)
+        token = current.set(self._slot)
         try:
             while True:
                 while queue:
@@ -145,6 +147,7 @@ class Runner:
                     break
                 self.sleep(max(0.0, wake - now))
         finally:
+            current.reset(token)
             if self._loop is not None:
                 self._loop.close()
                 self._loop = None
@@ -180,6 +183,28 @@ class Runner:
         task = self.workflow.tasks.get(command.task)
         if task is None:
             return TaskFailed(command.path, command.attempt, f"KeyError: no task {command.task!r} is registered")
+        value = to_json(command.input)  # a copy: the task cannot change the input a retry would get
+        if task.is_async or command.timeout_secs is not None:
+            result = self._run_guarded(task, value, command)
+            if result.timed_out:
+                return TaskTimedOut(command.path, command.attempt)
+            if not result.ok:
+                return TaskFailed(command.path, command.attempt, result.error or "error")
+            output = result.output
+        else:  # the usual case: called right here, shown to get_task_context() by the run's slot
+            self._slot.enter(command, task.metadata)
+            try:
+                output = to_json(task(value))
+            except Exception as error:
+                return TaskFailed(command.path, command.attempt, describe(error))
+            finally:
+                self._slot.leave()
+        if self.backend is not None:
+            self.backend.record_output(self.instance_id, command.task, output)
+        return TaskSucceeded(command.path, command.attempt, output)
+
+    def _run_guarded(self, task: TaskFunction, value: Any, command: DispatchTask) -> AttemptResult:
+        """Run an async task, or a sync one with a timeout (in a thread, so the wait can end)."""
         context = TaskExecutionContext(
             self.definition.name,
             self.instance_id,
@@ -189,30 +214,9 @@ class Runner:
             command.attempt,
             command.path,
         )
-        value = to_json(command.input)  # a copy: the task cannot change the input a retry would get
-        if task.is_async or command.timeout_secs is not None:
-            result = self._run_guarded(task, value, context, command.timeout_secs)
-            if result.timed_out:
-                return TaskTimedOut(command.path, command.attempt)
-            if not result.ok:
-                return TaskFailed(command.path, command.attempt, result.error or "error")
-            output = result.output
-        else:  # the usual case, run in this thread with nothing around it
-            try:
-                output = call_inline(task, value, context)
-            except Exception as error:
-                return TaskFailed(command.path, command.attempt, describe(error))
-        if self.backend is not None:
-            self.backend.record_output(self.instance_id, command.task, output)
-        return TaskSucceeded(command.path, command.attempt, output)
-
-    def _run_guarded(
-        self, task: TaskFunction, value: Any, context: TaskExecutionContext, timeout: float | None
-    ) -> AttemptResult:
-        """Run an async task, or a sync one with a timeout (in a thread, so the wait can end)."""
         if task.is_async:
-            return self._run_coroutine(task, value, context, timeout)
-        return run_sync(task, value, context, timeout, shared_executor())
+            return self._run_coroutine(task, value, context, command.timeout_secs)
+        return run_sync(task, value, context, command.timeout_secs, shared_executor())
 
     def _run_coroutine(
         self, task: TaskFunction, value: Any, context: TaskExecutionContext, timeout: float | None
