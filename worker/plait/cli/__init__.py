@@ -2,27 +2,45 @@
 
 Each command group lives in its own module and registers its sub-parsers here; a command is a
 function taking the parsed arguments and returning an exit code. Errors plait raises on purpose
-print as one ``error: ...`` line and exit 1; nothing prints a traceback at a user.
+print as one ``error: ...`` line and exit 1 (a :class:`~plait.cli.common.CommandError` may choose
+another code); nothing prints a traceback at a user.
+
+    dev.py          plait dev up|down|status|env
+    processes.py    plait operator, plait worker
+    instances.py    plait submit, get, status, result, list, logs
+    control.py      plait signal, pause, resume, cancel
+    definitions.py  plait definitions
+    steptree.py, view.py, follow.py, lookup.py, inputs.py, format.py: what those share
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from plait.cli import dev, processes
+import httpx
+
+from plait.cli import control, definitions, dev, instances, processes
+from plait.cli.common import CommandError, program
 from plait.errors import PlaitError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="plait",
+        prog=program(),
         description="Durable workflows on Kubernetes, written as plain Python.",
+        epilog="Cluster commands find the API server like kubectl: --kubeconfig, $KUBECONFIG, in-cluster, "
+        "~/.kube/config; --context and -n/--namespace as in kubectl. "
+        "`plait COMMAND --help` describes each command.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (debug level)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    instances.register(commands)
+    control.register(commands)
+    definitions.register(commands)
     dev.register(commands)
     processes.register(commands)
     return parser
@@ -38,9 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code: int = args.handler(args)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.code
     except PlaitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except httpx.TransportError as error:  # a watch or stream that lost its server half-way
+        print(f"error: lost the connection to the Kubernetes API server: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`plait list | head`): stop quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return code

@@ -1,0 +1,86 @@
+"""``plait definitions [WORKFLOW]``: the workflows worker pools have published, and their versions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from plait._kube.client import JSON
+from plait.cli.common import CommandError, add_cluster_options, add_output_option, program, session
+from plait.cli.format import age, clean, document, emit, table, unicode_ok
+from plait.cli.lookup import definitions
+from plait.cli.steptree import render_rows, step_rows
+
+_LEAVES = ("task", "delay", "signal")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "definitions",
+        aliases=["defs"],
+        help="list published workflows; with WORKFLOW: its versions and its step tree",
+        description="WorkflowDefinitions are published by worker pools when they start (one object per "
+        "version, named WORKFLOW-HASH). New instances run the latest version unless they pin "
+        "spec.definitionHash. With WORKFLOW, show its versions and the steps of the latest (or --version) "
+        "with their retry, timeout and queue options.",
+    )
+    parser.add_argument("workflow", metavar="WORKFLOW", nargs="?", help="a workflow name")
+    parser.add_argument("--version", metavar="HASH", help="with WORKFLOW: show this version (a hash prefix is enough)")
+    add_cluster_options(parser)
+    parser.add_argument("-A", "--all-namespaces", action="store_true", help="list definitions in every namespace")
+    add_output_option(parser, help="print the WorkflowDefinition objects as json or yaml")
+    parser.set_defaults(handler=_definitions)
+
+
+def definition_lines(items: list[JSON], now: float, *, all_namespaces: bool = False) -> list[str]:
+    latest: dict[tuple[str, str], str] = {}
+    for item in items:  # oldest first: the last one wins
+        latest[(item["metadata"].get("namespace", ""), item["spec"]["workflow"])] = item["metadata"]["name"]
+    rows = []
+    for item in sorted(items, key=lambda d: (d["spec"]["workflow"], d["metadata"].get("creationTimestamp", ""))):
+        meta, spec = item["metadata"], item["spec"]
+        steps = sum(1 for n in spec.get("nodes") or [] if n.get("kind") in _LEAVES)
+        row = [
+            spec["workflow"],
+            spec.get("hash", "")[:12],
+            spec.get("queue", ""),
+            str(steps),
+            age(meta.get("creationTimestamp"), now),
+            "yes" if latest[(meta.get("namespace", ""), spec["workflow"])] == meta["name"] else "",
+        ]
+        if all_namespaces:
+            row.insert(0, meta.get("namespace", ""))
+        rows.append(row)
+    header = ["WORKFLOW", "VERSION", "QUEUE", "STEPS", "AGE", "LATEST"]
+    if all_namespaces:
+        header.insert(0, "NAMESPACE")
+    return table(header, rows)
+
+
+def _definitions(args: argparse.Namespace) -> int:
+    if args.version and not args.workflow:
+        raise CommandError("--version needs a WORKFLOW")
+    with session(args) as (kube, namespace):
+        items = definitions(kube, None if args.all_namespaces else namespace, args.workflow)
+    where = "any namespace" if args.all_namespaces else f"namespace {namespace!r}"
+    if args.version:
+        items = [d for d in items if d["spec"].get("hash", "").startswith(args.version)]
+        if not items:
+            raise CommandError(f"workflow {args.workflow!r} has no version {args.version!r} in {where}")
+    if args.output:
+        emit(document({"apiVersion": "v1", "kind": "List", "items": [clean(d) for d in items]}, args.output))
+        return 0
+    if not items:
+        what = f"workflow {args.workflow!r}" if args.workflow else "workflows"
+        raise CommandError(
+            f"no published {what} in {where}: worker pools publish their workflows when they start "
+            f"(`plait worker MODULE -n NAMESPACE`); `{program()} definitions -A` lists every namespace"
+        )
+    now = time.time()
+    emit("\n".join(definition_lines(items, now, all_namespaces=args.all_namespaces)))
+    if args.workflow:
+        chosen = items[-1]
+        print(f"\nsteps of version {chosen['spec']['hash'][:12]}:")
+        emit("\n".join(render_rows(step_rows(chosen["spec"]), now, states=False, fancy=unicode_ok(sys.stdout))))
+    return 0
