@@ -1,0 +1,135 @@
+{{/*
+Names, labels and images shared by every template.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "plait.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The release-qualified name every object starts with (fullnameOverride wins; a release whose name
+already contains the chart name is not repeated). Truncated so that suffixes still fit 63 chars.
+*/}}
+{{- define "plait.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "plait.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "plait.labels" -}}
+helm.sh/chart: {{ include "plait.chart" . }}
+{{ include "plait.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: plait
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The immutable subset used in selectors (Deployments, Services, PDBs). */}}
+{{- define "plait.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "plait.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* ---- operator ---- */}}
+
+{{- define "plait.operator.fullname" -}}
+{{- printf "%s-operator" (include "plait.fullname" .) }}
+{{- end }}
+
+{{- define "plait.operator.selectorLabels" -}}
+{{ include "plait.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "plait.operator.labels" -}}
+{{ include "plait.labels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "plait.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "plait.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The leader-election Lease: `plait operator` names it "plait-operator" in --leader-namespace
+(the release namespace, from POD_NAMESPACE). Its Role is scoped to this name.
+*/}}
+{{- define "plait.operator.leaseName" -}}
+plait-operator
+{{- end }}
+
+{{/* ---- workers ---- */}}
+
+{{- define "plait.worker.serviceAccountName" -}}
+{{- if .Values.workers.serviceAccount.create }}
+{{- default (printf "%s-worker" (include "plait.fullname" .)) .Values.workers.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.workers.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Call with (dict "root" $ "pool" $pool). */}}
+{{- define "plait.pool.fullname" -}}
+{{- printf "%s-worker-%s" (include "plait.fullname" .root) .pool.name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "plait.pool.selectorLabels" -}}
+{{ include "plait.selectorLabels" .root }}
+app.kubernetes.io/component: worker
+plait.dev/pool: {{ .pool.name }}
+{{- end }}
+
+{{- define "plait.pool.labels" -}}
+{{ include "plait.labels" .root }}
+app.kubernetes.io/component: worker
+plait.dev/pool: {{ .pool.name }}
+{{- end }}
+
+{{- define "plait.pool.serviceAccountName" -}}
+{{- default (include "plait.worker.serviceAccountName" .root) .pool.serviceAccountName }}
+{{- end }}
+
+{{/*
+An image reference from (dict "image" $image "root" $): repository, then ":tag" (default: the
+chart's appVersion), then "@digest" when one is given.
+*/}}
+{{- define "plait.image" -}}
+{{- $tag := default .root.Chart.AppVersion .image.tag }}
+{{- if .image.digest }}
+{{- printf "%s:%s@%s" .image.repository $tag .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the operator watches every namespace (ClusterRole) or only watchNamespaces (Roles). */}}
+{{- define "plait.operator.clusterWide" -}}
+{{- if not .Values.operator.watchNamespaces }}true{{- end }}
+{{- end }}
+
+{{/*
+The Prometheus label matcher that picks this release's series in alert and autoscaler queries.
+*/}}
+{{- define "plait.metricsSelector" -}}
+{{- tpl .Values.metrics.selector . }}
+{{- end }}
