@@ -235,9 +235,7 @@ def _finish(ctx: _Context, status: str) -> None:
 def _refresh_status(snapshot: Snapshot) -> None:
     if snapshot.status in st.TERMINAL:
         return
-    if snapshot.running and snapshot.paused is None:  # the usual case, checked first
-        snapshot.status = st.IN_PROGRESS
-    elif snapshot.paused is not None:
+    if snapshot.paused is not None:
         snapshot.status = st.PAUSED
     elif snapshot.running or snapshot.ready or any(t[1] == "retry" for t in snapshot.timers.values()):
         snapshot.status = st.IN_PROGRESS
