@@ -23,6 +23,7 @@ from plait._core.events import Event, TaskFailed, TaskLost, TaskSucceeded, TaskT
 from plait._core.snapshot import Snapshot
 from plait._kube.client import JSON
 from plait._kube.models import FINISHED_PHASES, label_value, parse_rfc3339
+from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.instances import InstanceActor
 from plait_operator.metrics import OperatorMetrics
@@ -242,9 +243,13 @@ class Controller:
             for key, lease in list(self._leases.items()):
                 if now - lease.observed < lease.duration + self.settings.lease_grace_seconds:
                     continue
-                self._leases.pop(key, None)
                 message = f"lease expired: worker {lease.holder} did not renew within {lease.duration:g}s"
-                expired = await self.store.set_task_phase(key[0], key[1], "Lost", message, lease.resource_version)
+                try:
+                    expired = await self.store.set_task_phase(key[0], key[1], "Lost", message, lease.resource_version)
+                except ClusterError as error:
+                    log.warning("could not expire the lease of task=%s/%s yet: %s", key[0], key[1], error)
+                    continue
+                self._leases.pop(key, None)
                 if expired:
                     log.warning("task=%s/%s %s", key[0], key[1], message)
                     self.metrics.lease_expiries.labels(lease.queue).inc()

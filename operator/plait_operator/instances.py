@@ -79,7 +79,7 @@ class InstanceActor:
         self.body: JSON | None = None
         self.tasks: dict[str, JSON] = {}
         self.signals: dict[str, JSON] = {}
-        self.checked_in_flight = False
+        self.created: set[str] = set()  # tasks this process created (or found existing)
         self.looked_up = False
         self.closed = False
         self._wakeup = asyncio.Event()
@@ -95,6 +95,7 @@ class InstanceActor:
 
     def observe_task(self, event_type: str, body: JSON) -> None:
         name = body["metadata"]["name"]
+        self.created.discard(name)  # the cache knows it now
         if event_type == "DELETED":
             self.tasks.pop(name, None)
             return
@@ -140,7 +141,7 @@ class InstanceActor:
                 self.controller.metrics.reconcile_errors.labels(type(error).__name__).inc()
                 log.exception("reconcile failed instance=%s/%s; retrying in %.1fs", self.namespace, self.name, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, 5.0)
                 self.poke()
                 continue
             backoff = 0.2
@@ -342,20 +343,19 @@ class InstanceActor:
     ) -> None:
         ctrl = self.controller
         meta = body["metadata"]
-        dispatches = [c for c in commands if isinstance(c, DispatchTask)]
-        if not self.checked_in_flight:
-            # After a restart, the checkpoint may list attempts whose tasks were never created.
-            self.checked_in_flight = True
-            known = {c.path for c in dispatches}
-            dispatches += [d for d in in_flight(definition, snapshot) if d.path not in known]
+        # Every attempt the checkpoint says is running must have its task: the ones just dispatched,
+        # and any whose creation a crash or an API outage interrupted before.
+        dispatches = [
+            d
+            for d in in_flight(definition, snapshot)
+            if (name := task_name(meta["name"], meta["uid"], d.path, d.attempt)) not in self.tasks
+            and name not in self.created
+        ]
         if dispatches:
-            created = await asyncio.gather(
-                *(
-                    ctrl.store.create_task(self.namespace, task_body(body, definition.name, definition.hash, d))
-                    for d in dispatches
-                )
-            )
-            for dispatch, was_created in zip(dispatches, created, strict=True):
+            bodies = [task_body(body, definition.name, definition.hash, d) for d in dispatches]
+            created = await asyncio.gather(*(ctrl.store.create_task(self.namespace, b) for b in bodies))
+            for dispatch, task, was_created in zip(dispatches, bodies, created, strict=True):
+                self.created.add(task["metadata"]["name"])
                 if was_created:
                     ctrl.metrics.steps_dispatched.labels(definition.name, dispatch.queue).inc()
         for command in commands:

@@ -230,6 +230,9 @@ class ControlPlane:
             _terminate(record)
             state.processes.remove(record)
         state.save(self.state_file)
+        child = self._children.pop(name, None)
+        if child is not None:
+            child.wait()
 
     def start_process(self, name: str, timeout: float = 60.0) -> None:
         """Start one stopped process again on its previous ports, and wait until it is ready."""

@@ -83,6 +83,13 @@ def _encode(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _unreachable(connection: Connection, error: Exception) -> ClusterError:
+    return ClusterError(
+        f"cannot reach the Kubernetes API server at {connection.server}: {error or type(error).__name__}. "
+        "Is the cluster up? (for the local one: `plait dev status`)"
+    )
+
+
 def _params(**values: Any) -> dict[str, str]:
     return {k: str(v) for k, v in values.items() if v is not None}
 
@@ -156,9 +163,12 @@ class AsyncKube:
         body: bytes | None = None,
         content_type: str | None = None,
     ) -> JSON:
-        response = await self._http.request(
-            method, path, params=params, content=body, headers=self._requests.headers(content_type)
-        )
+        try:
+            response = await self._http.request(
+                method, path, params=params, content=body, headers=self._requests.headers(content_type)
+            )
+        except httpx.TransportError as error:
+            raise _unreachable(self.connection, error) from error
         if response.status_code >= 400:
             raise _error(response)
         result: JSON = response.json()
@@ -293,10 +303,7 @@ class Kube:
                 method, path, params=params, content=body, headers=self._requests.headers(content_type)
             )
         except httpx.TransportError as error:
-            raise ClusterError(
-                f"cannot reach the Kubernetes API server at {self.connection.server}: {error}. "
-                "Is the cluster up? (`plait dev status`)"
-            ) from error
+            raise _unreachable(self.connection, error) from error
         if response.status_code >= 400:
             raise _error(response)
         result: JSON = response.json()

@@ -306,9 +306,9 @@ class Worker:
             status.update(phase="TimedOut", error=result.error)
         else:
             status.update(phase="Failed", error=result.error, traceback=result.traceback)
-        for _ in range(5):
-            if held.lost:
-                break
+        delay = 0.2
+        # Keep trying while the claim may still be ours: the API server may be restarting.
+        while not held.lost and time.monotonic() < (held.context.lease_expires or 0):
             try:
                 await self.kube.patch(
                     TASKS,
@@ -324,8 +324,9 @@ class Worker:
             except NotFound:
                 break
             except ClusterError as error:
-                log.warning("result of task=%s not recorded yet (%s); retrying", held.name, error)
-                await asyncio.sleep(1)
+                log.warning("result of task=%s not recorded yet (%s); retrying in %.1fs", held.name, error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         self.metrics.results_refused.labels(*labels).inc()
         log.warning("result of task=%s refused: this worker no longer holds its claim", held.name)
 
@@ -335,6 +336,8 @@ class Worker:
             current = await self.kube.get(TASKS, held.name, self.settings.namespace)
         except NotFound:
             return False
+        except ClusterError:
+            return True  # cannot tell now; the caller retries while the lease lasts
         status = current.get("status") or {}
         if status.get("phase") == "Running" and (status.get("claim") or {}).get("holder") == self.settings.identity:
             held.resource_version = current["metadata"]["resourceVersion"]
