@@ -25,7 +25,6 @@ from plait._core.events import (
     Cancel,
     CancelTask,
     Command,
-    DispatchTask,
     Event,
     Pause,
     SetTimer,
