@@ -152,3 +152,17 @@ exhausted = Flow("exhausted").then(hopeless).build()
 timeout = Flow("timeout").then(too_slow).build()
 slow = Flow("slow").then(nap).then(after_nap).build()
 echoing = Flow("echo").then(echo).build()
+
+
+@task
+def unserializable(x: int) -> Any:
+    return {"values": {x, x + 1}}  # a set is not JSON
+
+
+@task
+def loud_failure(x: int) -> int:
+    raise RuntimeError("disk full " + "!" * 2_000_000)
+
+
+not_json = Flow("not-json").then(unserializable).build()
+huge_error = Flow("huge-error").then(loud_failure).build()
