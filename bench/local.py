@@ -84,7 +84,7 @@ def _measure(libraries: dict[str, ModuleType], repetitions: int, runs: dict[str,
         for mode in MODES
     }
     for (_, mode), (short, long) in pairs.items():  # warm-up: imports, caches, lazy initialisation
-        _per_step_us(short, long, max(1, runs[mode] // 5))
+        _per_step_us(short, long, runs[mode])
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in pairs}
     for _ in range(repetitions):
         for key, (short, long) in pairs.items():
