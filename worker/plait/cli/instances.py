@@ -399,7 +399,13 @@ def select(items: list[JSON], workflow: str | None, phases: set[str]) -> list[JS
         if (not workflow or (item.get("spec") or {}).get("workflow") == workflow)
         and (not phases or phase_of(item) in phases)
     ]
-    return sorted(chosen, key=lambda i: (i["metadata"].get("creationTimestamp", ""), i["metadata"]["name"]))
+    return sorted(chosen, key=_creation_order)
+
+
+def _creation_order(item: JSON) -> tuple[str, str, str]:
+    """creationTimestamp has one-second resolution; startedAt (microseconds) orders within a second."""
+    started = (item.get("status") or {}).get("startedAt") or "~"
+    return (item["metadata"].get("creationTimestamp", ""), started, item["metadata"]["name"])
 
 
 def list_lines(items: list[JSON], now: float, *, all_namespaces: bool) -> list[str]:
