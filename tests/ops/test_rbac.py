@@ -1,0 +1,266 @@
+"""Least privilege, for real: the chart's ServiceAccounts and Roles are applied to the test API
+server, a real operator and a real worker run a workflow end to end each with a token of its own
+chart identity, and both identities are refused what they must not do."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plait._devenv.controlplane import ControlPlane, free_port
+from plait._kube.client import CORE_EVENTS, LEASES, NAMESPACES, Kube, Resource
+from plait._kube.models import (
+    CANCEL_ANNOTATION,
+    WorkflowDefinition,
+    WorkflowInstance,
+    WorkflowSignal,
+    WorkflowTask,
+)
+from plait.errors import ClusterError, Forbidden, NotFound
+from tests.k8s.support import PlaitProcess, instance_body, marks, send_signal, submit, wait_for, wait_phase
+from tests.ops.support import (
+    RBAC_KINDS,
+    Manifest,
+    applied,
+    container_args,
+    find,
+    render,
+    service_account_token,
+    token_kubeconfig,
+    with_option,
+)
+
+pytestmark = pytest.mark.cluster
+
+INSTANCES = WorkflowInstance.RESOURCE
+TASKS = WorkflowTask.RESOURCE
+SIGNALS = WorkflowSignal.RESOURCE
+DEFINITIONS = WorkflowDefinition.RESOURCE
+SECRETS = Resource("", "v1", "secrets", "Secret")
+PODS = Resource("", "v1", "pods", "Pod")
+CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
+INSTANCE_STATUS = "status"
+REFUSALS_IN_LOGS = ("Forbidden", " 403", "Not enough permissions", "forbidden")
+
+
+@dataclass
+class Release:
+    name: str
+    namespace: str
+    manifests: list[Manifest]
+
+    @property
+    def operator_account(self) -> str:
+        return f"{self.name}-plait-operator"
+
+    @property
+    def worker_account(self) -> str:
+        return f"{self.name}-plait-worker"
+
+
+def chart_release(tmp_path: Path, namespace: str, watch: list[str]) -> Release:
+    name = f"r{uuid.uuid4().hex[:6]}"  # cluster-scoped objects are named after it: unique per test
+    values = {
+        "operator": {"watchNamespaces": watch},
+        "workers": {"pools": [{"name": "flows", "module": "tests.k8s.flows"}]},
+    }
+    return Release(name, namespace, render(tmp_path, values, release=name, namespace=namespace))
+
+
+@pytest.fixture
+def namespaced(control_plane: ControlPlane, plait_crds: None, namespace: str, tmp_path: Path) -> Iterator[Release]:
+    """The chart's RBAC with operator.watchNamespaces=[namespace], applied for real."""
+    release = chart_release(tmp_path, namespace, [namespace])
+    with applied(control_plane, [m for m in release.manifests if m["kind"] in RBAC_KINDS]):
+        yield release
+
+
+@pytest.fixture
+def other_namespace(kube: Kube) -> Iterator[str]:
+    name = f"elsewhere-{uuid.uuid4().hex[:6]}"
+    kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.delete(NAMESPACES, name)
+
+
+def start_as(
+    release: Release, kind: str, name: str, kubeconfig: Path, log: Path, extra_env: dict[str, str] | None = None
+) -> PlaitProcess:
+    """Run the container of the chart's Deployment ``name`` as a local process, with its args."""
+    pod_env = {"POD_NAME": f"{name}-0", "POD_NAMESPACE": release.namespace}
+    args = container_args(find(release.manifests, "Deployment", name), pod_env)
+    args = with_option(args, "--metrics-port", str(free_port()))
+    env = {**pod_env, "KUBECONFIG": str(kubeconfig), **(extra_env or {})}
+    process = PlaitProcess(args, log, env=env).start()
+    assert args[0] == kind
+    return process
+
+
+def refused(call: Callable[[], Any]) -> bool:
+    """True when RBAC refuses the request (403); any other answer means it was authorised."""
+    try:
+        call()
+    except Forbidden:
+        return True
+    except ClusterError:  # 404, 409, 422: authorised, then failed for another reason
+        return False
+    return False
+
+
+def test_operator_and_worker_run_workflows_with_only_their_chart_identities(
+    control_plane: ControlPlane, kube: Kube, namespaced: Release, tmp_path: Path
+) -> None:
+    ns = namespaced.namespace
+    operator_config = token_kubeconfig(
+        control_plane,
+        tmp_path / "operator.kubeconfig",
+        service_account_token(kube, ns, namespaced.operator_account),
+        ns,
+    )
+    worker_config = token_kubeconfig(
+        control_plane, tmp_path / "worker.kubeconfig", service_account_token(kube, ns, namespaced.worker_account), ns
+    )
+    marks_dir = tmp_path / "marks"
+    operator = start_as(
+        namespaced, "operator", f"{namespaced.name}-plait-operator", operator_config, tmp_path / "op.log"
+    )
+    worker = start_as(
+        namespaced,
+        "worker",
+        f"{namespaced.name}-plait-worker-flows",
+        worker_config,
+        tmp_path / "worker.log",
+        {"PLAIT_TEST_MARKS": str(marks_dir)},
+    )
+    try:
+        submit(kube, ns, "seq", "sequence", 1)
+        submit(kube, ns, "approval", "signal", 1)
+        submit(kube, ns, "doomed", "exhausted", 1)
+        submit(kube, ns, "ephemeral", "sequence", 2, ttlSecondsAfterFinished=0)
+        kube.create(INSTANCES, instance_body("stopped", "slow", 30), ns)
+
+        assert wait_phase(kube, ns, "seq", "Succeeded", "Failed")["status"]["output"] == 5
+        wait_phase(kube, ns, "approval", "AwaitingSignal")
+        send_signal(kube, ns, "approval", "approve", {"by": "ops"})
+        assert wait_phase(kube, ns, "approval", "Succeeded", "Failed")["status"]["output"] == "approved by ops"
+        assert wait_phase(kube, ns, "doomed", "Failed", "Succeeded")["status"]["phase"] == "Failed"
+
+        wait_for(lambda: any(m.startswith("nap-start") for m in marks(marks_dir, "stopped")), what="nap to start")
+        kube.patch(INSTANCES, "stopped", {"metadata": {"annotations": {CANCEL_ANNOTATION: "rbac test"}}}, ns)
+        assert wait_phase(kube, ns, "stopped", "Cancelled")["status"]["phase"] == "Cancelled"
+
+        def deleted() -> bool:  # the operator deleted it after its TTL
+            try:
+                kube.get(INSTANCES, "ephemeral", ns)
+            except NotFound:
+                return True
+            return False
+
+        wait_for(deleted, timeout=30, what="the finished instance to be deleted after its TTL")
+    finally:
+        operator.terminate()
+        worker.terminate()
+
+    # what each identity wrote is there: the Lease, Events, signal and task status, definitions
+    lease = kube.get(LEASES, "plait-operator", ns)
+    assert lease["spec"]["holderIdentity"] == f"{namespaced.name}-plait-operator-0"
+    reasons = {e["reason"] for e in kube.list(CORE_EVENTS, ns)["items"]}
+    assert {"Succeeded", "Failed", "Cancelled"} <= reasons
+    (signal,) = kube.list(SIGNALS, ns)["items"]
+    assert signal["status"]["phase"] == "Delivered"
+    assert {d["spec"]["workflow"] for d in kube.list(DEFINITIONS, ns)["items"]} >= {"sequence", "signal", "slow"}
+    for process in (operator, worker):
+        log = process.output()
+        assert not [word for word in REFUSALS_IN_LOGS if word in log], log[-4000:]
+
+
+def test_the_worker_identity_is_refused_what_it_must_not_do(
+    namespaced: Release, impersonate: Callable[[str, str], Kube], other_namespace: str
+) -> None:
+    ns = namespaced.namespace
+    worker = impersonate(ns, namespaced.worker_account)
+    patch = {"metadata": {"labels": {"touched": "yes"}}}
+    # what it does: find, claim and report tasks of its namespace; publish definitions there
+    assert not refused(lambda: worker.list(TASKS, ns))
+    assert not refused(lambda: worker.get(TASKS, "t", ns))
+    assert not refused(lambda: worker.patch(TASKS, "t", {"status": {"phase": "Running"}}, ns, subresource="status"))
+    assert not refused(lambda: worker.patch(DEFINITIONS, "d", {"spec": {}}, ns))
+    # never instances
+    assert refused(lambda: worker.get(INSTANCES, "i", ns))
+    assert refused(lambda: worker.create(INSTANCES, instance_body("i", "sequence", 1), ns))
+    assert refused(lambda: worker.patch(INSTANCES, "i", patch, ns))
+    assert refused(lambda: worker.patch(INSTANCES, "i", {"status": {"phase": "Succeeded"}}, ns, subresource="status"))
+    assert refused(lambda: worker.delete(INSTANCES, "i", ns))
+    # tasks: no creating, deleting or changing anything but their status
+    assert refused(lambda: worker.delete(TASKS, "t", ns))
+    assert refused(lambda: worker.patch(TASKS, "t", patch, ns))
+    assert refused(lambda: worker.create(TASKS, {"metadata": {"name": "t"}}, ns))
+    # signals, secrets, other namespaces
+    assert refused(lambda: worker.list(SIGNALS, ns))
+    assert refused(lambda: worker.get(SECRETS, "s", ns))
+    assert refused(lambda: worker.list(TASKS, other_namespace))
+    assert refused(lambda: worker.patch(TASKS, "t", {"status": {}}, other_namespace, subresource="status"))
+    assert refused(lambda: worker.patch(DEFINITIONS, "d", {"spec": {}}, other_namespace))
+    assert refused(lambda: worker.list(TASKS))  # every namespace
+
+
+def test_the_operator_identity_is_refused_what_it_must_not_do(
+    namespaced: Release, impersonate: Callable[[str, str], Kube], other_namespace: str
+) -> None:
+    ns = namespaced.namespace
+    operator = impersonate(ns, namespaced.operator_account)
+    # what it does, in the namespaces it watches
+    assert not refused(lambda: operator.list(INSTANCES, ns))
+    assert not refused(lambda: operator.patch(INSTANCES, "i", {"metadata": {"finalizers": []}}, ns))
+    assert not refused(lambda: operator.patch(INSTANCES, "i", {"status": {}}, ns, subresource="status"))
+    assert not refused(lambda: operator.delete(INSTANCES, "i", ns))
+    assert not refused(lambda: operator.create(TASKS, {"metadata": {"name": "t"}}, ns, dry_run=True))
+    assert not refused(lambda: operator.patch(SIGNALS, "s", {"status": {}}, ns, subresource="status"))
+    assert not refused(lambda: operator.get(LEASES, "plait-operator", ns))
+    # not: secrets, pods, config maps, or changing definitions (the workers publish them)
+    assert refused(lambda: operator.get(SECRETS, "s", ns))
+    assert refused(lambda: operator.list(SECRETS, ns))
+    assert refused(lambda: operator.list(PODS, ns))
+    assert refused(lambda: operator.patch(CONFIGMAPS, "c", {"data": {}}, ns))
+    assert refused(lambda: operator.patch(DEFINITIONS, "d", {"spec": {}}, ns))
+    # tasks are never deleted nor respecified by the operator (garbage collection deletes them)
+    assert refused(lambda: operator.delete(TASKS, "t", ns))
+    assert refused(lambda: operator.patch(TASKS, "t", {"spec": {"attempt": 9}}, ns))
+    # signals are the user's: the operator only writes their status
+    assert refused(lambda: operator.patch(SIGNALS, "s", {"spec": {}}, ns))
+    # only its own Lease
+    assert refused(lambda: operator.get(LEASES, "someone-else", ns))
+    # with watchNamespaces set, nothing outside them
+    assert refused(lambda: operator.list(INSTANCES, other_namespace))
+    assert refused(lambda: operator.list(INSTANCES))
+    assert refused(lambda: operator.create(TASKS, {"metadata": {"name": "t"}}, other_namespace, dry_run=True))
+
+
+def test_watching_every_namespace_grants_cluster_wide_the_same_verbs(
+    control_plane: ControlPlane,
+    plait_crds: None,
+    namespace: str,
+    other_namespace: str,
+    impersonate: Callable[[str, str], Kube],
+    tmp_path: Path,
+) -> None:
+    release = chart_release(tmp_path, namespace, [])
+    with applied(control_plane, [m for m in release.manifests if m["kind"] in RBAC_KINDS]):
+        operator = impersonate(namespace, release.operator_account)
+        assert not refused(lambda: operator.list(INSTANCES))
+        assert not refused(lambda: operator.list(TASKS, other_namespace))
+        assert not refused(
+            lambda: operator.patch(INSTANCES, "i", {"status": {}}, other_namespace, subresource="status")
+        )
+        assert refused(lambda: operator.get(SECRETS, "s", other_namespace))
+        assert refused(lambda: operator.delete(TASKS, "t", other_namespace))
+        # the workers stay confined to the release namespace either way
+        worker = impersonate(namespace, release.worker_account)
+        assert not refused(lambda: worker.list(TASKS, namespace))
+        assert refused(lambda: worker.list(TASKS, other_namespace))
+        assert refused(lambda: worker.patch(INSTANCES, "i", {"status": {}}, namespace, subresource="status"))
