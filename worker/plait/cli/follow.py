@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import httpx
 
 from plait._kube.client import JSON, Kube
-from plait._kube.models import FINISHED_PHASES, rfc3339
+from plait._kube.models import FINISHED_PHASES, parse_rfc3339, rfc3339
 from plait.cli.common import CommandError, program
 from plait.cli.format import clock, duration, paint, span, visible_len
 from plait.cli.lookup import INSTANCES, definition_for, get_instance, tasks_of
@@ -138,39 +138,57 @@ class PlainDisplay(Display):
     def show(self, instance: JSON, definition: JSON | None, tasks: list[JSON], now: float) -> None:
         status = instance.get("status") or {}
         name = instance["metadata"]["name"]
+        lines: list[tuple[str, int, str]] = []  # (time, order, text), printed in time order
         if not self.started:
             self.started = True
-            self._line(
-                instance["metadata"].get("creationTimestamp"),
-                f"{name}: workflow {(instance.get('spec') or {}).get('workflow')}, "
-                f"namespace {instance['metadata'].get('namespace')}",
+            spec = instance.get("spec") or {}
+            lines.append(
+                (
+                    instance["metadata"].get("creationTimestamp") or rfc3339(now),
+                    0,
+                    f"{name}: workflow {spec.get('workflow')}, namespace {instance['metadata'].get('namespace')}",
+                )
             )
-        rows = step_rows((definition or {}).get("spec"), status, tasks)
-        for row in sorted((r for r in rows if r.leaf), key=lambda r: r.finished or r.started or ""):
-            self._step(row)
+        rows = [r for r in step_rows((definition or {}).get("spec"), status, tasks) if r.leaf]
+        for row in rows:
+            text = self._step(row)
+            if text is not None:
+                lines.append((row.finished or row.started or rfc3339(now), 1, text))
         phase = phase_of(instance)
         if phase != self.phase:
             self.phase = phase
             message = status.get("message") or ""
-            when = status.get("finishedAt") if phase in FINISHED_PHASES else rfc3339(now)
+            if phase in FINISHED_PHASES:
+                when = status.get("finishedAt") or rfc3339(now)
+            else:  # the step change that brought the phase about, as far as we can tell
+                when = max(
+                    [t for r in rows for t in (r.started, r.finished) if t] or [status.get("startedAt") or rfc3339(now)]
+                )
             text = paint(phase, PHASE_COLOURS.get(phase), self.style.colour)
-            self._line(
-                when,
-                f"{name}: {text}"
-                + (f" ({message})" if message and message.lower() != phase.lower() else "")
-                + (f", progress {status['progress']}" if status.get("progress") else ""),
+            lines.append(
+                (
+                    when,
+                    2,
+                    f"{name}: {text}"
+                    + (f" ({message})" if message and message.lower() != phase.lower() else "")
+                    + (f", progress {status['progress']}" if status.get("progress") else ""),
+                )
             )
             if phase == "Failed" and status.get("error"):
-                self._line(when, f"{name}: error: {status['error']}")
+                lines.append((when, 3, f"{name}: error: {status['error']}"))
+        for when, _, text in sorted(lines, key=lambda line: (parse_rfc3339(line[0]), line[1])):
+            self.stream.write(f"{clock(when)} {text}\n")
+        self.stream.flush()
 
-    def _step(self, row: StepRow) -> None:
+    def _step(self, row: StepRow) -> str | None:
+        """The line for a step whose state, attempt or run count changed since the last call."""
         key = (row.state, row.attempts, row.runs)
         if self.states.get(row.id) == key or (row.state == "pending" and row.id not in self.states):
-            return
+            return None
         previous = self.states.get(row.id)
         self.states[row.id] = key
         if previous is None and row.state in ("skipped", "not run"):
-            return
+            return None
         parts = [f"  {row.label}: {row.state}"]
         if row.attempts > 1 or (row.state == "retrying"):
             parts.append(f"attempt {row.attempts}")
@@ -178,12 +196,7 @@ class PlainDisplay(Display):
             parts.append(f"run {row.runs}")
         if row.finished:
             parts.append(f"in {duration(span(row.started, row.finished, 0))}")
-        text = ", ".join(parts) + (f" ({row.note})" if row.note and row.state in ("failed", "retrying") else "")
-        self._line(row.finished or row.started, text)
-
-    def _line(self, when: str | None, text: str) -> None:
-        self.stream.write(f"{clock(when) if when else clock(None)} {text}\n")
-        self.stream.flush()
+        return ", ".join(parts) + (f" ({row.note})" if row.note and row.state in ("failed", "retrying") else "")
 
 
 def display_for(stream: TextIO, style: Style) -> Display:

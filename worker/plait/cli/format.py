@@ -73,12 +73,12 @@ def span(start: str | None, end: str | None, now: float) -> float | None:
     return (parse_rfc3339(end) if end else now) - parse_rfc3339(start)
 
 
-def clock(timestamp: str | None) -> str:
-    """``HH:MM:SS.mmm`` in local time, for log-like lines."""
+def clock(timestamp: str | None, *, millis: bool = True) -> str:
+    """``HH:MM:SS.mmm`` in local time, for log-like lines (``HH:MM:SS`` without ``millis``)."""
     if not timestamp:
-        return "--:--:--.---"
+        return "--:--:--.---" if millis else "--:--:--"
     moment = datetime.fromtimestamp(parse_rfc3339(timestamp), UTC).astimezone()
-    return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    return moment.strftime("%H:%M:%S") + (f".{moment.microsecond // 1000:03d}" if millis else "")
 
 
 def use_colour(stream: TextIO) -> bool:

@@ -452,12 +452,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def event_lines(events: list[JSON]) -> list[str]:
+    # Events written through core/v1 carry second-resolution times: do not pretend otherwise
+    millis = any("." in event_time(event) for event in events)
     rows = []
     for event in events:
         involved = event.get("involvedObject") or {}
         rows.append(
             [
-                clock(event_time(event)),
+                clock(event_time(event), millis=millis),
                 event.get("type", ""),
                 event.get("reason", ""),
                 f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
