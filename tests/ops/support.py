@@ -32,7 +32,8 @@ Manifest = dict[str, Any]
 
 
 def tool(name: str) -> str:
-    return str(find_binaries(build=False).path(name))
+    """``helm`` or ``kubectl``, built with the control plane (and built now if missing)."""
+    return str(find_binaries().path(name))
 
 
 # helm keeps caches and repository settings in $HOME by default; the tests keep theirs apart

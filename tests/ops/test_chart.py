@@ -30,6 +30,9 @@ from tests.ops.support import (
     values_file,
 )
 
+# helm comes with the control-plane binaries: these tests need them like the cluster tests do
+pytestmark = pytest.mark.cluster
+
 HERE = Path(__file__).parent
 
 # Two pools that between them use every option of a pool, and every optional object turned on.
@@ -342,7 +345,6 @@ def third_party_crds(control_plane: ControlPlane, connection: Any) -> None:
         apply_crds(kube, documents)
 
 
-@pytest.mark.cluster
 @pytest.mark.parametrize("values", [None, TWO_POOLS], ids=["default", "two-pools"])
 def test_the_api_server_accepts_every_rendered_object(
     control_plane: ControlPlane,
@@ -366,7 +368,6 @@ def test_the_api_server_accepts_every_rendered_object(
     assert expected <= {d["kind"] for d in documents}
 
 
-@pytest.mark.cluster
 def test_the_api_server_rejects_a_misspelt_field_in_a_stub_validated_kind(
     control_plane: ControlPlane, third_party_crds: None, namespace: str, tmp_path: Path
 ) -> None:
@@ -388,7 +389,6 @@ def test_the_api_server_rejects_a_misspelt_field_in_a_stub_validated_kind(
     assert 'unknown field "spec.endpoints[0].scrapeTimout"' in result.stderr, result.stderr
 
 
-@pytest.mark.cluster
 def test_install_and_uninstall_keep_the_crds(
     control_plane: ControlPlane, plait_crds: None, kube: Kube, namespace: str
 ) -> None:

@@ -16,6 +16,9 @@ from plait._worker.metrics import WorkerMetrics
 from plait_operator.metrics import OperatorMetrics
 from tests.ops.support import CHART, find, render
 
+# helm comes with the control-plane binaries: these tests need them like the cluster tests do
+pytestmark = pytest.mark.cluster
+
 # series suffixes of each metric type in the exposition format
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 # labels Prometheus attaches to every scraped series (the chart's selector uses `namespace`)
