@@ -51,7 +51,7 @@ class UnclaimedTasks:
     def collect(self) -> Iterable[Metric]:
         depth = dict.fromkeys(self._queues, 0)
         oldest: dict[str, float] = {}
-        for queue, created in self._tasks.values():
+        for queue, created in list(self._tasks.values()):  # a copy: safe even from a scraping thread
             depth[queue] += 1
             oldest[queue] = min(created, oldest.get(queue, created))
         now = self._clock()

@@ -1,4 +1,9 @@
-"""The worker's Prometheus metrics, on a registry of their own; labels never name an instance."""
+"""The worker's Prometheus metrics, on a registry of their own (tests pass a fresh one).
+
+The worker runtime (:mod:`plait._worker.runtime`) updates them as it claims, runs and reports
+tasks; ``plait worker`` serves them on ``/metrics`` (:mod:`plait._serving`). Names are in base
+units; labels are workflow, queue and outcome, never an instance or a task.
+"""
 
 from __future__ import annotations
 
