@@ -101,8 +101,8 @@ def _ratio(ours: float | None, theirs: float | None) -> float | None:
 def run(quick: bool = False) -> dict[str, float | None]:
     """Measure both libraries in both modes; microseconds per step and plait/sayiir ratios."""
     libraries = {name: library for name in ("plait", "sayiir") if (library := _library(name)) is not None}
-    repetitions = 3 if quick else 7
-    runs = {"in_process": 300, "durable": 150} if quick else {"in_process": 2000, "durable": 1000}
+    repetitions = 5 if quick else 7
+    runs = {"in_process": 600, "durable": 300} if quick else {"in_process": 2000, "durable": 1000}
     medians = _measure(libraries, repetitions, runs)
 
     def figure(name: str, mode: str) -> float | None:
