@@ -204,6 +204,15 @@ def test_plain_display_prints_one_line_per_change() -> None:
         "Running", steps=[summary("validate", "succeeded", 0, 0.05), summary("price", "retrying", 0.05, attempts=2)]
     )
     display.show(second, {"spec": ORDERS}, [], NOW)
+    failed_attempt = [{"spec": {"step": "price", "attempt": 1}, "status": {"phase": "Failed", "error": "E: x"}}]
+    third = instance(
+        "Running", steps=[summary("validate", "succeeded", 0, 0.05), summary("price", "running", 0.05, attempts=2)]
+    )
+    display.show(third, {"spec": ORDERS}, failed_attempt, NOW)
+    fourth = instance(
+        "Running", steps=[summary("validate", "succeeded", 0, 0.05), summary("price", "succeeded", 0.05, 1, attempts=2)]
+    )
+    display.show(fourth, {"spec": ORDERS}, failed_attempt, NOW)
     lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
     assert lines == [
         "o-1: workflow order-processing, namespace shop",
@@ -211,6 +220,8 @@ def test_plain_display_prints_one_line_per_change() -> None:
         "o-1: Running",
         "  validate: succeeded, in 50ms",
         "  price: retrying, attempt 2",
+        "  price: running, attempt 2 (attempt 1 failed: E: x)",  # why it is on attempt 2, said once
+        "  price: succeeded, attempt 2, in 950ms",
     ]
 
 

@@ -133,6 +133,7 @@ class PlainDisplay(Display):
     style: Style = field(default_factory=Style)
     phase: str | None = None
     states: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
     started: bool = False
 
     def show(self, instance: JSON, definition: JSON | None, tasks: list[JSON], now: float) -> None:
@@ -196,7 +197,11 @@ class PlainDisplay(Display):
             parts.append(f"run {row.runs}")
         if row.finished:
             parts.append(f"in {duration(span(row.started, row.finished, 0))}")
-        return ", ".join(parts) + (f" ({row.note})" if row.note and row.state in ("failed", "retrying") else "")
+        text = ", ".join(parts)
+        if row.error and self.notes.get(row.id) != row.error:  # a new failed attempt: say why, once
+            self.notes[row.id] = row.error
+            text += f" ({row.error})"
+        return text
 
 
 def display_for(stream: TextIO, style: Style) -> Display:

@@ -47,6 +47,7 @@ class StepRow:
     started: str | None = None
     finished: str | None = None
     note: str = ""
+    error: str = ""  # the last failed attempt, when it matters (also part of ``note``)
     leaf: bool = True
 
     @property
@@ -247,8 +248,10 @@ def _leaf_row(
     notes = []
     if kind == "task" and runs > 1:
         notes.append(f"{runs} runs")
+    error = ""
     if node_id in errors and (state in ("failed", "retrying") or int(summary.get("attempts") or 0) > 1 or runs > 1):
-        notes.append(errors[node_id])
+        error = errors[node_id]
+        notes.append(error)
     return StepRow(
         id=node_id,
         label=label,
@@ -260,6 +263,7 @@ def _leaf_row(
         started=summary.get("startedAt"),
         finished=summary.get("finishedAt") if state not in ACTIVE else None,
         note="; ".join(notes),
+        error=error,
     )
 
 
