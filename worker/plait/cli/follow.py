@@ -191,10 +191,12 @@ class PlainDisplay(Display):
         if previous is None and row.state in ("skipped", "not run"):
             return None
         parts = [f"  {row.label}: {row.state}"]
-        if row.attempts > 1 or (row.state == "retrying"):
-            parts.append(f"attempt {row.attempts}")
-        if row.runs > 1:
+        if row.runs > 1:  # a loop body: attempts add up over the iterations
             parts.append(f"run {row.runs}")
+            if row.attempts > row.runs:
+                parts.append(f"{row.attempts} attempts")
+        elif row.attempts > 1 or row.state == "retrying":
+            parts.append(f"attempt {row.attempts}")
         if row.finished:
             parts.append(f"in {duration(span(row.started, row.finished, 0))}")
         text = ", ".join(parts)
