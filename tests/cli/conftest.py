@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from plait._kube.client import NAMESPACES, Kube
-from plait._kube.models import WorkflowDefinition
+from plait._kube.models import RESOURCES, WorkflowDefinition
 from plait.cli import main
 from plait.errors import ClusterError
 from tests.k8s.support import PlaitProcess, operator_args, wait_for, worker_args
+
+FLOWS = frozenset({"greeting", "failing", "gate", "order-processing", "nightly-etl"})  # tests.cli.flows
 
 
 def _tail(process: PlaitProcess, lines: int = 40) -> str:
@@ -41,6 +43,16 @@ def cli_ns(kube: Kube, cli_operator: PlaitProcess, request: pytest.FixtureReques
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:36].strip("-")
     name = f"cli-{slug}-{uuid.uuid4().hex[:5]}"
     kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    def storage_ready() -> bool:  # right after the CRDs are installed: "storage is (re)initializing"
+        try:
+            for model in RESOURCES:
+                kube.list(model.RESOURCE, name)
+        except ClusterError:
+            return False
+        return True
+
+    wait_for(storage_ready, timeout=30, what="the plait resources to be served")
     yield name
     if not cli_operator.alive():
         pytest.fail(f"the CLI tests' operator died:\n{_tail(cli_operator)}")
@@ -49,18 +61,19 @@ def cli_ns(kube: Kube, cli_operator: PlaitProcess, request: pytest.FixtureReques
 
 @pytest.fixture
 def serve(kube: Kube, tmp_path: Path) -> Iterator[Callable[..., PlaitProcess]]:
-    """``serve(namespace, module=...)``: a worker, running once its definitions are published."""
+    """``serve(namespace, module=...)``: a worker, running once it has published ``expect``."""
     started: list[PlaitProcess] = []
 
-    def start(namespace: str, module: str = "tests.cli.flows") -> PlaitProcess:
+    def start(namespace: str, module: str = "tests.cli.flows", expect: frozenset[str] = FLOWS) -> PlaitProcess:
         process = PlaitProcess(worker_args(namespace, module), tmp_path / f"worker-{len(started)}.log")
         started.append(process.start())
 
         def published() -> bool:
             try:
-                return bool(kube.list(WorkflowDefinition.RESOURCE, namespace)["items"]) or not process.alive()
+                items = kube.list(WorkflowDefinition.RESOURCE, namespace)["items"]
             except ClusterError:  # "storage is (re)initializing" right after the CRDs were installed
                 return False
+            return expect <= {item["spec"]["workflow"] for item in items} or not process.alive()
 
         wait_for(published, timeout=60, what="the worker to publish its definitions")
         assert process.alive(), _tail(process)
