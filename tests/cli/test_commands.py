@@ -70,7 +70,7 @@ def test_submit_wait_get_status_result_list(plait: Plait, serve: Callable[..., A
         [["hi", "greeting", "Succeeded"], [other, "greeting", "Succeeded"]]
     )
     assert plait("list", "-n", cli_ns, "--phase", "failed").err.startswith("no WorkflowInstances matching")
-    assert sorted(plait("list", "-n", cli_ns, "-w", "greeting", "-o", "name").out.split()) == sorted(
+    assert sorted(plait("list", "-n", cli_ns, "--workflow", "greeting", "-o", "name").out.split()) == sorted(
         ["workflowinstance.plait.dev/hi", f"workflowinstance.plait.dev/{other}"]
     )
     everywhere = plait("list", "-A", "--workflow", "greeting")

@@ -110,9 +110,11 @@ def visible_len(text: str) -> int:
     return length
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], *, gap: int = 3) -> list[str]:
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, gap: int = 3, min_widths: Sequence[int] = ()
+) -> list[str]:
     """Left-aligned columns like kubectl's; cells may hold colour codes."""
-    widths = [visible_len(h) for h in header]
+    widths = [max(visible_len(h), min_widths[i] if i < len(min_widths) else 0) for i, h in enumerate(header)]
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], visible_len(cell))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jsonschema
@@ -74,7 +75,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_cluster_options(listing)
     listing.add_argument("-A", "--all-namespaces", action="store_true", help="list instances in every namespace")
-    listing.add_argument("-w", "--workflow", help="only instances of this workflow")
+    listing.add_argument("--workflow", help="only instances of this workflow")
     listing.add_argument(
         "-p",
         "--phase",
@@ -451,7 +452,7 @@ def _list(args: argparse.Namespace) -> int:
 # -- logs ------------------------------------------------------------------------------------------
 
 
-def event_lines(events: list[JSON]) -> list[str]:
+def event_lines(events: list[JSON], min_widths: Sequence[int] = ()) -> list[str]:
     # Events written through core/v1 carry second-resolution times: do not pretend otherwise
     millis = any("." in event_time(event) for event in events)
     rows = []
@@ -466,7 +467,7 @@ def event_lines(events: list[JSON]) -> list[str]:
                 " ".join(str(event.get("message") or event.get("note") or "").split()),
             ]
         )
-    return table(["TIME", "TYPE", "REASON", "OBJECT", "MESSAGE"], rows)
+    return table(["TIME", "TYPE", "REASON", "OBJECT", "MESSAGE"], rows, min_widths=min_widths)
 
 
 def _logs(args: argparse.Namespace) -> int:
@@ -488,7 +489,8 @@ def _logs(args: argparse.Namespace) -> int:
         while True:
             fresh = [e for e in events if e["metadata"].get("uid") not in seen]
             if fresh:
-                lines = event_lines(fresh)
+                # batches print as they come: fixed widths keep their columns aligned
+                lines = event_lines(fresh, min_widths=(8, 7, 17, len(f"workflowsignal/{args.instance}") + 16))
                 emit("\n".join(lines if not printed_header else lines[1:]))
                 printed_header = True
                 seen.update(e["metadata"].get("uid", "") for e in fresh)
