@@ -69,17 +69,18 @@ class Backend(ABC):
 class InMemoryBackend(Backend):
     """Checkpoints kept in this process; for tests and prototypes.
 
-    Snapshots and outputs are stored serialized, so a saved checkpoint is a copy that later changes
-    to the live snapshot cannot reach. The data is JSON-ready already (the runner made it so), and
-    for such data ``marshal`` gives back equal values, about ten times faster than ``json``. A
-    snapshot is kept as the tuple of its fields, which is half the work of its keyed data form.
+    What is stored is serialized, so a saved checkpoint or output is a copy that later changes
+    cannot reach (an output that is a string, a number, a boolean or null is kept as it is: it
+    cannot change). The data is JSON-ready already (the runner made it so), and for such data
+    ``marshal`` gives back equal values, about ten times faster than ``json``. A snapshot is kept
+    as the tuple of its fields, which is half the work of its keyed data form.
     """
 
     def __init__(self) -> None:
         self._snapshots: dict[str, bytes] = {}
         self._inboxes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._sequence = 0
-        self._outputs: dict[str, dict[str, bytes]] = {}
+        self._outputs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def load(self, instance_id: str) -> dict[str, Any] | None:
@@ -118,11 +119,12 @@ class InMemoryBackend(Backend):
                 self._inboxes.pop(instance_id, None)
 
     def record_output(self, instance_id: str, task_id: str, output: Any) -> None:
-        self._outputs.setdefault(instance_id, {})[task_id] = marshal.dumps(output)
+        stored = marshal.dumps(output) if isinstance(output, (dict, list)) else output
+        self._outputs.setdefault(instance_id, {})[task_id] = stored
 
     def task_output(self, instance_id: str, task_id: str) -> Any | None:
-        raw = self._outputs.get(instance_id, {}).get(task_id)
-        return None if raw is None else marshal.loads(raw)
+        stored = self._outputs.get(instance_id, {}).get(task_id)
+        return marshal.loads(stored) if isinstance(stored, bytes) else stored
 
     def __repr__(self) -> str:
         return f"InMemoryBackend(instances={len(self._snapshots)})"
