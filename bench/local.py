@@ -77,18 +77,25 @@ def _per_step_us(short: Callable[[], Any], long: Callable[[], Any], runs: int) -
 
 
 def _measure(libraries: dict[str, ModuleType], repetitions: int, runs: dict[str, int]) -> dict[tuple[str, str], float]:
-    """Median per-step overhead by (library, mode); the libraries take turns in each repetition."""
+    """Median per-step overhead by (library, mode).
+
+    In each repetition the libraries are measured back to back for one mode, then the other, and
+    they swap places every repetition, so both see the same load and neither always goes first.
+    """
     pairs = {
         (name, mode): (_runner(library, mode, 1), _runner(library, mode, LONG_FLOW))
-        for name, library in libraries.items()
         for mode in MODES
+        for name, library in libraries.items()
     }
     for (_, mode), (short, long) in pairs.items():  # warm-up: imports, caches, lazy initialisation
         _per_step_us(short, long, runs[mode])
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in pairs}
-    for _ in range(repetitions):
-        for key, (short, long) in pairs.items():
-            samples[key].append(_per_step_us(short, long, runs[key[1]]))
+    for repetition in range(repetitions):
+        for mode in MODES:
+            names = list(libraries) if repetition % 2 == 0 else list(reversed(libraries))
+            for name in names:
+                short, long = pairs[name, mode]
+                samples[name, mode].append(_per_step_us(short, long, runs[mode]))
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
@@ -101,8 +108,8 @@ def _ratio(ours: float | None, theirs: float | None) -> float | None:
 def run(quick: bool = False) -> dict[str, float | None]:
     """Measure both libraries in both modes; microseconds per step and plait/sayiir ratios."""
     libraries = {name: library for name in ("plait", "sayiir") if (library := _library(name)) is not None}
-    repetitions = 5 if quick else 7
-    runs = {"in_process": 600, "durable": 300} if quick else {"in_process": 2000, "durable": 1000}
+    repetitions = 5 if quick else 9
+    runs = {"in_process": 600, "durable": 300} if quick else {"in_process": 1500, "durable": 700}
     medians = _measure(libraries, repetitions, runs)
 
     def figure(name: str, mode: str) -> float | None:
