@@ -50,8 +50,23 @@ def registry_for(controller: Controller, connection: Connection) -> kopf.Operato
     return registry
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf computes a diff base (a deep copy of the body) for every event, for change handlers.
+    There are none here: skipping that copy is a third of kopf's cost per event."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.enabled = False  # the controller posts its own, specific Events
     settings.watching.reconnect_backoff = 0.5
     settings.watching.server_timeout = 300

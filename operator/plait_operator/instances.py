@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -49,7 +48,7 @@ from plait._kube.models import (
     parse_rfc3339,
 )
 from plait.errors import Conflict
-from plait_operator.status import condition, merge_conditions, phase_of, render
+from plait_operator.status import condition, merge_conditions, phase_of, render, snapshot_of
 from plait_operator.store import task_body, task_name
 from plait_operator.validation import InvalidInstance, check_input
 
@@ -61,11 +60,11 @@ _MAX_CONFLICT_RETRIES = 8
 
 
 def newer(candidate: JSON, current: JSON | None) -> bool:
-    """Whether ``candidate`` is at least as new as ``current`` (resourceVersions are etcd revisions)."""
+    """Whether ``candidate`` is newer than ``current`` (resourceVersions are etcd revisions)."""
     if current is None:
         return True
     try:
-        return int(candidate["metadata"]["resourceVersion"]) >= int(current["metadata"]["resourceVersion"])
+        return int(candidate["metadata"]["resourceVersion"]) > int(current["metadata"]["resourceVersion"])
     except (KeyError, ValueError):
         return True
 
@@ -79,7 +78,7 @@ class InstanceActor:
         self.tasks: dict[str, JSON] = {}
         self.signals: dict[str, JSON] = {}
         self.created: set[str] = set()  # tasks this process created (or found existing)
-        self.looked_up = False
+        self.orphan_since: float | None = None  # monotonic time a signal arrived for a missing instance
         self.closed = False
         self._wakeup = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -149,12 +148,19 @@ class InstanceActor:
     async def _reconcile(self) -> None:
         store = self.controller.store
         if self.body is None:
-            if not self.looked_up:
-                self.looked_up = True
-                fresh = await store.get_instance(self.namespace, self.name)
-                if fresh is not None:
-                    self.observe_instance(fresh)
-                    return
+            # A signal (or a stray task) for an instance we have not seen. It may be about to be
+            # created (one `kubectl apply` of both): give it a grace period before rejecting.
+            fresh = await store.get_instance(self.namespace, self.name)
+            if fresh is not None:
+                self.observe_instance(fresh)
+                return
+            now = time.monotonic()
+            if self.orphan_since is None:
+                self.orphan_since = now
+            grace = self.controller.settings.orphan_grace_seconds
+            if now - self.orphan_since < grace:
+                self._schedule(time.time() + grace - (now - self.orphan_since))
+                return
             await self._reject_signals("no WorkflowInstance of that name exists in this namespace")
             self.controller.forget(self)
             return
@@ -174,10 +180,10 @@ class InstanceActor:
         status = body.get("status") or {}
         meta = body["metadata"]
         spec = body.get("spec") or {}
-        checkpoint = status.get("checkpoint")
         events: list[Event] = []
-        if checkpoint:
-            snapshot = Snapshot.from_data(json.loads(checkpoint))
+        restored = snapshot_of(status)
+        if restored is not None:
+            snapshot = restored
             definition = ctrl.catalog.get(self.namespace, snapshot.workflow, snapshot.definition_hash)
             if definition is None:
                 await self._write_status_once(

@@ -13,6 +13,7 @@ class OperatorSettings:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     default_ttl_seconds: int | None = None  # for instances without spec.ttlSecondsAfterFinished
     lease_grace_seconds: float = 2.0  # beyond a task's lease before it counts as lost
+    orphan_grace_seconds: float = 5.0  # a signal for a missing instance waits this long for it
     leader_election: bool = True
     leader_namespace: str = "default"
     leader_lease_name: str = "plait-operator"

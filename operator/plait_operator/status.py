@@ -13,7 +13,7 @@ from typing import Any
 from plait._core import snapshot as st
 from plait._core.definition import Definition, DelayNode, SignalNode, TaskNode
 from plait._core.snapshot import Snapshot
-from plait._kube.models import now_rfc3339, rfc3339
+from plait._kube.models import now_rfc3339, parse_rfc3339, rfc3339
 
 PHASES = {
     st.IN_PROGRESS: "Running",
@@ -67,7 +67,7 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
         "currentStep": ",".join(active)[:120] or None,
         "progress": f"{len(leaves) if phase == 'Succeeded' else done}/{len(leaves)}",
         "steps": [_summary(node_id, s) for node_id, s in snapshot.steps.items()],
-        "checkpoint": json.dumps(snapshot.to_data(), separators=(",", ":")),
+        "checkpoint": checkpoint_of(snapshot),
         "message": _message(snapshot, phase),
     }
     conditions = [condition(previous.get("conditions"), "Accepted", "True", "Started", "the instance runs", generation)]
@@ -99,6 +99,32 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
     )
     status["conditions"] = merge_conditions(previous.get("conditions"), conditions)
     return status
+
+
+def checkpoint_of(snapshot: Snapshot) -> str:
+    """The snapshot as the ``status.checkpoint`` string; its step summary lives in ``status.steps``."""
+    data = snapshot.to_data()
+    del data["steps"]
+    return json.dumps(data, separators=(",", ":"))
+
+
+def snapshot_of(status: dict[str, Any]) -> Snapshot | None:
+    """The snapshot a status holds: the checkpoint, with the step summary put back."""
+    checkpoint = status.get("checkpoint")
+    if not checkpoint:
+        return None
+    data = json.loads(checkpoint)
+    data["steps"] = {
+        step["id"]: {
+            "state": step["state"],
+            "attempts": step.get("attempts", 0),
+            "runs": step.get("runs", 0),
+            **({"startedAt": parse_rfc3339(step["startedAt"])} if step.get("startedAt") else {}),
+            **({"finishedAt": parse_rfc3339(step["finishedAt"])} if step.get("finishedAt") else {}),
+        }
+        for step in status.get("steps") or []
+    }
+    return Snapshot.from_data(data)
 
 
 def _summary(node_id: str, summary: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,9 @@ def warnings_about(kube: Kube, namespace: str, name: str) -> list[str]:
 
 def test_a_signal_for_an_unknown_instance_is_rejected(kube: Kube, e2e: str) -> None:
     send_signal(kube, e2e, "ghost", "approve", {"by": "x"}, signal_name="to-ghost")
-    status = wait_for(lambda: signal_status(kube, e2e, "to-ghost").get("phase") == "Rejected" and signal_status(kube, e2e, "to-ghost"))
+    status = wait_for(
+        lambda: signal_status(kube, e2e, "to-ghost").get("phase") == "Rejected" and signal_status(kube, e2e, "to-ghost")
+    )
     assert "no WorkflowInstance" in status["message"]
     wait_for(lambda: warnings_about(kube, e2e, "to-ghost"), what="a SignalRejected event")
 
@@ -36,7 +38,9 @@ def test_a_signal_the_workflow_never_waits_for_is_rejected_and_the_run_goes_on(
     submit(kube, e2e, "sig", "signal", 1)
     wait_phase(kube, e2e, "sig", "AwaitingSignal")
     send_signal(kube, e2e, "sig", "aprove", {"by": "typo"}, signal_name="typo")
-    status = wait_for(lambda: signal_status(kube, e2e, "typo").get("phase") == "Rejected" and signal_status(kube, e2e, "typo"))
+    status = wait_for(
+        lambda: signal_status(kube, e2e, "typo").get("phase") == "Rejected" and signal_status(kube, e2e, "typo")
+    )
     assert "never waits for signal 'aprove'" in status["message"] and "approve" in status["message"]
     assert wait_phase(kube, e2e, "sig", "AwaitingSignal")
     send_signal(kube, e2e, "sig", "approve", {"by": "dana"}, signal_name="right")
@@ -85,7 +89,9 @@ def test_a_huge_exception_message_is_cut_and_the_instance_still_records_it(
     assert wait_phase(kube, e2e, "fine", "Succeeded")["status"]["output"] == 5
 
 
-def test_nothing_secret_reaches_status_or_events(kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess]) -> None:
+def test_nothing_secret_reaches_status_or_events(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess]
+) -> None:
     start_worker(e2e)
     submit(kube, e2e, "plain", "sequence", 1)
     done = wait_phase(kube, e2e, "plain", "Succeeded")

@@ -1,4 +1,4 @@
-"""A small Kubernetes REST client over httpx, sync (:class:`Kube`) and async (:class:`AsyncKube`).
+"""A small Kubernetes REST client: sync (:class:`Kube`, httpx) and async (:class:`AsyncKube`, aiohttp).
 
 plait talks to a handful of resources with a handful of verbs, on a hot path that must stay
 cheap: get, list, create, merge/JSON/apply patches (with ``resourceVersion`` preconditions for
@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import aiohttp
 import httpx
 
 from plait._kube.connection import Connection
@@ -67,16 +68,24 @@ class WatchEvent:
     object: JSON
 
 
-def _error(response: httpx.Response) -> ClusterError:
+def _error_of(method: str, path: str, code: int, phrase: str, payload: bytes) -> ClusterError:
     try:
-        status: JSON = response.json()
+        status: JSON = json.loads(payload)
     except ValueError:
         status = {}
-    message = status.get("message") or response.text[:500] or response.reason_phrase
-    reason = status.get("reason")
-    text = f"{response.request.method} {response.request.url.path}: {message}"
-    cls = {404: NotFound, 409: Conflict, 403: Forbidden, 422: Invalid}.get(response.status_code, ClusterError)
-    return cls(text, status=response.status_code, reason=reason)
+    message = status.get("message") or payload[:500].decode(errors="replace") or phrase
+    cls = {404: NotFound, 409: Conflict, 403: Forbidden, 422: Invalid}.get(code, ClusterError)
+    return cls(f"{method} {path}: {message}", status=code, reason=status.get("reason"))
+
+
+def _error(response: httpx.Response) -> ClusterError:
+    return _error_of(
+        response.request.method,
+        response.request.url.path,
+        response.status_code,
+        response.reason_phrase,
+        response.content,
+    )
 
 
 def _encode(body: Any) -> bytes:
@@ -85,7 +94,7 @@ def _encode(body: Any) -> bytes:
 
 def _unreachable(connection: Connection, error: Exception) -> ClusterError:
     return ClusterError(
-        f"cannot reach the Kubernetes API server at {connection.server}: {error or type(error).__name__}. "
+        f"cannot reach the Kubernetes API server at {connection.server}: {str(error).rstrip('.') or type(error).__name__}. "
         "Is the cluster up? (for the local one: `plait dev status`)"
     )
 
@@ -133,20 +142,34 @@ def _decode_watch_line(line: str) -> WatchEvent | None:
 
 
 class AsyncKube:
-    """Async client; one connection pool per instance. Close it with :meth:`aclose`."""
+    """Async client on aiohttp, for the operator's and the workers' hot paths.
+
+    (httpx's connection pool scans every connection on every request; under load that cost the
+    operator three quarters of its CPU, so the long-running processes use aiohttp, which kopf
+    already brings.) One connection pool per instance; close it with :meth:`aclose`.
+    """
 
     def __init__(self, connection: Connection, *, timeout: float = 30.0, max_connections: int = 100) -> None:
         self.connection = connection
         self._requests = _Requests(connection)
-        self._http = httpx.AsyncClient(
-            base_url=connection.server,
-            verify=connection.ssl_context(),
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
+        self._ssl = connection.ssl_context()
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=5.0)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created lazily: a session must be made inside a running loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_connections),
+                timeout=self._timeout,
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> AsyncKube:
         return self
@@ -163,15 +186,25 @@ class AsyncKube:
         body: bytes | None = None,
         content_type: str | None = None,
     ) -> JSON:
-        try:
-            response = await self._http.request(
-                method, path, params=params, content=body, headers=self._requests.headers(content_type)
-            )
-        except httpx.TransportError as error:
-            raise _unreachable(self.connection, error) from error
-        if response.status_code >= 400:
-            raise _error(response)
-        result: JSON = response.json()
+        for attempt in range(2):
+            try:
+                async with self._http.request(
+                    method,
+                    self.connection.server + path,
+                    params=params,
+                    data=body,
+                    headers=self._requests.headers(content_type),
+                ) as response:
+                    payload = await response.read()
+                    if response.status >= 400:
+                        raise _error_of(method, path, response.status, response.reason or "", payload)
+                    break
+            except aiohttp.ServerDisconnectedError as error:
+                if method != "GET" or attempt:  # a reused connection the server had closed: reads retry once
+                    raise _unreachable(self.connection, error) from error
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise _unreachable(self.connection, error) from error
+        result: JSON = json.loads(payload)
         return result
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
@@ -250,24 +283,34 @@ class AsyncKube:
         timeout_seconds: int = 300,
     ) -> AsyncIterator[WatchEvent]:
         params = _watch_params(resource_version, label_selector, field_selector, timeout_seconds)
-        async with self._http.stream(
-            "GET",
-            resource.path(namespace),
-            params=params,
-            headers=self._requests.headers(),
-            timeout=httpx.Timeout(timeout_seconds + 30, connect=5.0),
-        ) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                raise _error(response)
-            async for line in response.aiter_lines():
-                event = _decode_watch_line(line)
-                if event is not None:
-                    yield event
+        try:
+            async with self._http.get(
+                self.connection.server + resource.path(namespace),
+                params=params,
+                headers=self._requests.headers(),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=timeout_seconds + 30),
+            ) as response:
+                if response.status >= 400:
+                    raise _error_of(
+                        "GET", resource.path(namespace), response.status, response.reason or "", await response.read()
+                    )
+                pending = b""
+                async for chunk in response.content.iter_any():  # lines can exceed aiohttp's line limit
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        event = _decode_watch_line(line.decode())
+                        if event is not None:
+                            yield event
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise _unreachable(self.connection, error) from error
 
-    async def raw(self, method: str, path: str) -> httpx.Response:
-        """An arbitrary request, e.g. the API server's ``/metrics``."""
-        return await self._http.request(method, path, headers=self._requests.headers())
+    async def raw(self, method: str, path: str) -> tuple[int, str]:
+        """An arbitrary request, e.g. the API server's ``/metrics``: (status, body text)."""
+        async with self._http.request(
+            method, self.connection.server + path, headers=self._requests.headers()
+        ) as response:
+            return response.status, await response.text()
 
 
 class Kube:
@@ -298,12 +341,17 @@ class Kube:
         body: bytes | None = None,
         content_type: str | None = None,
     ) -> JSON:
-        try:
-            response = self._http.request(
-                method, path, params=params, content=body, headers=self._requests.headers(content_type)
-            )
-        except httpx.TransportError as error:
-            raise _unreachable(self.connection, error) from error
+        for attempt in range(2):
+            try:
+                response = self._http.request(
+                    method, path, params=params, content=body, headers=self._requests.headers(content_type)
+                )
+                break
+            except httpx.RemoteProtocolError as error:
+                if method != "GET" or attempt:  # a reused connection the server had closed: reads retry once
+                    raise _unreachable(self.connection, error) from error
+            except httpx.TransportError as error:
+                raise _unreachable(self.connection, error) from error
         if response.status_code >= 400:
             raise _error(response)
         result: JSON = response.json()

@@ -13,6 +13,8 @@ back the rest (``Released``) so they rerun elsewhere at once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import heapq
 import json
 import logging
 import os
@@ -91,7 +93,13 @@ class Worker:
         queues = settings.queues or tuple(sorted({q for w in self.workflows.values() for q in w.definition.queues()}))
         self.queues = tuple(queues)
         self.held: dict[str, _Held] = {}
-        self.backlog: dict[str, JSON] = {}
+        self.backlog: dict[str, JSON] = {}  # unclaimed tasks this worker may claim
+        self._ready: list[tuple[int, int, str, str]] = []  # heap of _order(...)
+        self._delayed: list[tuple[float, str]] = []  # heap of (monotonic time it becomes ready, name)
+        self.claiming: set[str] = set()  # picked from the backlog, claim not settled yet
+        self._refill: asyncio.TimerHandle | None = None
+        self._refill_at = 0.0
+        self.peers: dict[str, dict[str, float]] = {}  # definition hash -> other holders -> last seen
         self.ready = False
         self.draining = False
         self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="plait-task")
@@ -183,7 +191,11 @@ class Worker:
 
     def _observe(self, event_type: str, body: JSON) -> None:
         name = body["metadata"]["name"]
-        phase = (body.get("status") or {}).get("phase")
+        status = body.get("status") or {}
+        phase = status.get("phase")
+        holder = (status.get("claim") or {}).get("holder")
+        if holder and holder != self.settings.identity:
+            self.peers.setdefault(body["spec"].get("definitionHash", ""), {})[holder] = time.monotonic()
         held = self.held.get(name)
         if held is not None:
             if event_type == "DELETED" or phase in _STOPPED_PHASES:
@@ -194,19 +206,69 @@ class Worker:
             return
         if body["spec"].get("definitionHash") not in self.workflows or self.draining:
             return
+        if name not in self.backlog:
+            delay = self._claim_delay(body)
+            if delay:
+                heapq.heappush(self._delayed, (time.monotonic() + delay, name))
+            else:
+                heapq.heappush(self._ready, _order(body, preferred=True))
         self.backlog[name] = body
         self._fill()
 
     def _fill(self) -> None:
-        """Claim backlog tasks while there is room: higher priority (1) first, then oldest."""
-        while self.backlog and len(self.held) < self.settings.concurrency and not self.draining:
-            name = min(self.backlog, key=lambda n: _order(self.backlog[n]))
-            body = self.backlog.pop(name)
-            self._spawn(self._claim(body))
+        """Claim backlog tasks while there is room, in :func:`_order`.
+
+        Heaps keep this cheap with thousands waiting; entries of tasks that left the backlog (claimed
+        elsewhere) are skipped when they come up.
+        """
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, name = heapq.heappop(self._delayed)
+            if name in self.backlog:
+                heapq.heappush(self._ready, _order(self.backlog[name], preferred=False))
+        while self._ready and len(self.held) + len(self.claiming) < self.settings.concurrency and not self.draining:
+            name = heapq.heappop(self._ready)[-1]
+            body = self.backlog.pop(name, None)
+            if body is not None:
+                self.claiming.add(name)
+                self._spawn(self._claim(body))
+        if self._delayed and (self._refill is None or self._refill_at > self._delayed[0][0]):
+            if self._refill is not None:
+                self._refill.cancel()
+            self._refill_at = self._delayed[0][0]
+            self._refill = asyncio.get_running_loop().call_later(self._refill_at - now, self._refill_done)
+
+    def _refill_done(self) -> None:
+        self._refill = None
+        self._fill()
+
+    def _claim_delay(self, body: JSON) -> float:
+        """Rendezvous hashing among the workers seen claiming this definition lately: the first in
+        the task's order claims at once, the others only if it is still unclaimed a little later
+        (that one is busy or gone). Workers stop racing each other for every task, and nobody waits
+        when they are alone."""
+        now = time.monotonic()
+        peers = self.peers.get(body["spec"]["definitionHash"], {})
+        for peer, seen in list(peers.items()):
+            if now - seen > _PEER_MEMORY_SECONDS:
+                del peers[peer]
+        if not peers:
+            return 0.0
+        name = body["metadata"]["name"]
+        mine = _rank(name, self.settings.identity)
+        return _CLAIM_STAGGER_SECONDS * sum(1 for peer in peers if _rank(name, peer) < mine)
 
     # -- claiming and running -------------------------------------------------------------------------
 
     async def _claim(self, body: JSON) -> None:
+        name = body["metadata"]["name"]
+        try:
+            await self._claim_and_run(body)
+        finally:
+            self.claiming.discard(name)
+            self._fill()
+
+    async def _claim_and_run(self, body: JSON) -> None:
         name, spec = body["metadata"]["name"], body["spec"]
         workflow = self.workflows[spec["definitionHash"]]
         now = now_rfc3339()
@@ -232,7 +294,8 @@ class Worker:
         )
         held = _Held(name, body, body["metadata"]["resourceVersion"], context, time.monotonic())
         context.lease_expires = held.renewed + self.settings.lease_seconds
-        self.held[name] = held  # reserve the slot while the claim is in flight
+        self.held[name] = held  # holds the slot from now on
+        self.claiming.discard(name)
         try:
             claimed = await self.kube.patch(
                 TASKS,
@@ -243,18 +306,16 @@ class Worker:
             )
         except (Conflict, NotFound):
             self.held.pop(name, None)
-            self.metrics.claim_conflicts.labels(spec["queue"]).inc()
-            self._fill()
+            self.metrics.claim_conflicts.labels(label_value(spec["queue"])).inc()
             return
         except ClusterError as error:
             self.held.pop(name, None)
             log.warning("claim of task=%s failed: %s", name, error)
-            self._fill()
             return
         held.resource_version = claimed["metadata"]["resourceVersion"]
-        labels = (workflow.workflow_id, spec["queue"])
+        labels = (workflow.workflow_id, label_value(spec["queue"]))
         self.metrics.claimed.labels(*labels).inc()
-        self.metrics.in_flight.labels(spec["queue"]).inc()
+        self.metrics.in_flight.labels(label_value(spec["queue"])).inc()
         log.debug(
             "claimed task=%s instance=%s step=%s attempt=%s", name, spec["instance"], spec["step"], spec["attempt"]
         )
@@ -263,12 +324,11 @@ class Worker:
             await self._execute(held, workflow)
         finally:
             self.held.pop(name, None)
-            self.metrics.in_flight.labels(spec["queue"]).dec()
-            self._fill()
+            self.metrics.in_flight.labels(label_value(spec["queue"])).dec()
 
     async def _execute(self, held: _Held, workflow: Workflow) -> None:
         spec = held.body["spec"]
-        labels = (workflow.workflow_id, spec["queue"])
+        labels = (workflow.workflow_id, label_value(spec["queue"]))
         task = workflow.tasks.get(spec["task"])
         started = time.perf_counter()
         if task is None:
@@ -411,7 +471,9 @@ class Worker:
                 subresource="status",
             )
             spec = held.body["spec"]
-            self.metrics.released.labels(self.workflows[spec["definitionHash"]].workflow_id, spec["queue"]).inc()
+            self.metrics.released.labels(
+                self.workflows[spec["definitionHash"]].workflow_id, label_value(spec["queue"])
+            ).inc()
         except ClusterError as error:
             log.warning("could not release task=%s (%s); its lease will expire", held.name, error)
 
@@ -421,9 +483,23 @@ class Worker:
         task.add_done_callback(self._background.discard)
 
 
-def _order(body: JSON) -> tuple[int, str, str]:
+_CLAIM_STAGGER_SECONDS = 0.5
+_PEER_MEMORY_SECONDS = 15.0
+
+
+def _rank(task: str, worker: str) -> bytes:
+    return hashlib.blake2b(f"{task}/{worker}".encode(), digest_size=8).digest()
+
+
+def _order(body: JSON, *, preferred: bool) -> tuple[int, int, str, str]:
+    """Claim order: priority (1 first), then this worker's own tasks before its peers' leftovers, then age."""
     spec = body["spec"]
-    return (spec.get("priority") or 3, body["metadata"].get("creationTimestamp", ""), body["metadata"]["name"])
+    return (
+        spec.get("priority") or 3,
+        0 if preferred else 1,
+        body["metadata"].get("creationTimestamp", ""),
+        body["metadata"]["name"],
+    )
 
 
 async def _retrying(call: Any, what: str, attempts: int = 30) -> Any:

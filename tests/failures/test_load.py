@@ -1,0 +1,64 @@
+"""A thousand instances applied at once all complete; the operator's memory stays bounded; after the
+TTL, no WorkflowInstance and no WorkflowTask is left behind."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from plait._kube.client import Kube
+from plait._kube.connection import Connection
+from plait._kube.models import WorkflowInstance, WorkflowTask
+from tests.k8s.support import PlaitProcess, instance_body, wait_for
+
+INSTANCES = WorkflowInstance.RESOURCE
+TASKS = WorkflowTask.RESOURCE
+COUNT = 1000
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_thousand_instances_complete_and_leave_nothing_behind(
+    kube: Kube, connection: Connection, own: str, start_operator: Callable[..., PlaitProcess],
+    start_worker: Callable[..., PlaitProcess],
+) -> None:  # fmt: skip
+    operator = start_operator("--namespace", own, "--default-ttl", "2")
+    for _ in range(2):
+        start_worker(own, "--concurrency", "32")
+    time.sleep(1)
+    baseline = rss_mb(operator.pid)
+
+    def create(n: int) -> None:
+        with Kube(connection) as client:
+            for i in range(n, COUNT, 8):
+                client.create(INSTANCES, instance_body(f"load-{i}", "sequence", i), own)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(8)))
+
+    peak = baseline
+    finished: dict[str, int] = {}
+
+    def all_finished() -> bool:
+        nonlocal peak
+        peak = max(peak, rss_mb(operator.pid))
+        remaining = kube.list(INSTANCES, own)["items"]
+        for item in remaining:
+            if (item.get("status") or {}).get("phase") == "Succeeded":
+                assert item["status"]["output"] == (int(item["metadata"]["name"].split("-")[1]) + 1) * 2 + 1
+                finished[item["metadata"]["name"]] = 1
+            assert (item.get("status") or {}).get("phase") not in ("Failed", "Cancelled"), item["status"]
+        return not remaining  # finished ones are deleted by the TTL
+
+    wait_for(all_finished, timeout=600, interval=1.0, what="every instance to finish and be cleaned up")
+    wait_for(lambda: not kube.list(TASKS, own)["items"], timeout=120, interval=1.0, what="every task to be collected")
+    assert operator.alive()
+    print(f"operator RSS: baseline {baseline:.0f} MB, peak {peak:.0f} MB with {COUNT} instances")
+    assert peak < baseline + 250, f"operator memory grew from {baseline:.0f} MB to {peak:.0f} MB"
