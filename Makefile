@@ -27,8 +27,8 @@ binaries:  ## build kube-apiserver, kube-controller-manager, kubectl, etcd and h
 	hack/build-binaries.sh
 
 lint: install  ## ruff and mypy
-	$(BIN)/ruff check worker operator tests
-	$(BIN)/ruff format --check worker operator tests
+	$(BIN)/ruff check worker operator tests bench examples
+	$(BIN)/ruff format --check worker operator tests bench examples
 	$(BIN)/mypy
 
 test: install binaries lint  ## the whole suite against a real control plane

@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from plait._core.definition import Definition
-from plait._core.events import Event, TaskFailed, TaskLost, TaskSucceeded, TaskTimedOut
+from plait._core.events import TaskFailed, TaskLost, TaskSucceeded, TaskTimedOut
 from plait._core.snapshot import Snapshot
 from plait._kube.client import JSON
-from plait._kube.models import FINISHED_PHASES, label_value, parse_rfc3339
+from plait._kube.models import DISPATCHED_AT_ANNOTATION, FINISHED_PHASES, label_value, parse_rfc3339
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.instances import InstanceActor
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
-from plait_operator.store import Store
+from plait_operator.store import Store, task_name
 
 log = logging.getLogger(__name__)
 
@@ -144,18 +144,13 @@ class Controller:
 
     # -- results and phases, for metrics and Events ----------------------------------------------------
 
-    def record_result(self, actor: InstanceActor, definition: Definition, event: Event) -> None:
-        task = next(
-            (
-                t
-                for t in actor.tasks.values()
-                if t["spec"]["path"] == getattr(event, "path", None)
-                and t["spec"]["attempt"] == getattr(event, "attempt", None)
-            ),
-            None,
-        )
+    def record_result(
+        self, actor: InstanceActor, definition: Definition, event: TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost
+    ) -> None:
+        uid = actor.body["metadata"]["uid"] if actor.body else ""
+        task = actor.tasks.get(task_name(actor.name, uid, event.path, event.attempt))
         queue = task["spec"]["queue"] if task else definition.queue
-        labels = (definition.name, queue)
+        labels = (definition.name, label_value(queue))
         if isinstance(event, TaskSucceeded):
             self.metrics.steps_completed.labels(*labels).inc()
         elif isinstance(event, TaskFailed | TaskTimedOut | TaskLost):
@@ -164,10 +159,12 @@ class Controller:
         if task is None:
             return
         claim = (task.get("status") or {}).get("claim") or {}
-        created, claimed = task["metadata"].get("creationTimestamp"), claim.get("claimedAt")
+        annotations = task["metadata"].get("annotations") or {}
+        created = annotations.get(DISPATCHED_AT_ANNOTATION) or task["metadata"].get("creationTimestamp")
+        claimed = claim.get("claimedAt")
         finished = (task.get("status") or {}).get("finishedAt")
         if created and claimed:
-            # creationTimestamp has one-second resolution: clamp to zero rather than report negatives
+            # clocks of two machines: clamp to zero rather than report negatives
             self.metrics.schedule_to_start.labels(*labels).observe(
                 max(0.0, parse_rfc3339(claimed) - parse_rfc3339(created))
             )

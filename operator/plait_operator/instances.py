@@ -44,6 +44,7 @@ from plait._kube.models import (
     FINALIZER,
     PAUSE_ANNOTATION,
     TASK_RESULT_PHASES,
+    label_value,
     now_rfc3339,
     parse_rfc3339,
 )
@@ -308,13 +309,13 @@ class InstanceActor:
 
     def _decide(
         self, definition: Definition, snapshot: Snapshot, events: list[Event], now: float, delivery: dict[str, str]
-    ) -> tuple[list[Command], list[Event], bool]:
+    ) -> tuple[list[Command], list[TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost], bool]:
         """Apply events, then any results already waiting for the tasks they dispatch, until quiet.
 
         ``delivery`` learns, per signal id, whether a step was waiting for it or it was buffered.
         """
         commands: list[Command] = []
-        results: list[Event] = []
+        results: list[TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost] = []
         changed = False
         pending: deque[Event] = deque(events)
         for _ in range(10_000):
@@ -343,7 +344,7 @@ class InstanceActor:
         definition: Definition,
         snapshot: Snapshot,
         commands: list[Command],
-        results: list[Event],
+        results: list[TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost],
         acknowledgements: list[tuple[str, str]],
     ) -> None:
         ctrl = self.controller
@@ -362,7 +363,7 @@ class InstanceActor:
             for dispatch, task, was_created in zip(dispatches, bodies, created, strict=True):
                 self.created.add(task["metadata"]["name"])
                 if was_created:
-                    ctrl.metrics.steps_dispatched.labels(definition.name, dispatch.queue).inc()
+                    ctrl.metrics.steps_dispatched.labels(definition.name, label_value(dispatch.queue)).inc()
         for command in commands:
             if isinstance(command, CancelTask):
                 name = task_name(meta["name"], meta["uid"], command.path, command.attempt)
@@ -370,7 +371,9 @@ class InstanceActor:
                     ctrl.store.set_task_phase(self.namespace, name, "Cancelled", "the instance was cancelled", None)
                 )
             elif isinstance(command, SetTimer) and command.kind == "retry":
-                ctrl.metrics.steps_retried.labels(definition.name, definition.queue).inc()
+                node = definition.nodes.get(snapshot.timers.get(command.path, [0, "", ""])[2])
+                queue = getattr(node, "queue", None) or definition.queue
+                ctrl.metrics.steps_retried.labels(definition.name, label_value(queue)).inc()
         for result in results:
             ctrl.record_result(self, definition, result)
         for name, phase in acknowledgements:

@@ -157,4 +157,8 @@ def _message(snapshot: Snapshot, phase: str) -> str:
         return f"waiting until {rfc3339(wake)}" if wake else "waiting"
     if phase == "Succeeded":
         return "succeeded"
+    retrying = sorted((timer[0], timer[2]) for timer in snapshot.timers.values() if timer[1] == "retry")
+    if retrying and not snapshot.running:
+        at, node_id = retrying[0]
+        return f"step {node_id} failed; retrying at {rfc3339(at)}"
     return f"running {len(snapshot.running)} task(s)"

@@ -18,6 +18,7 @@ from plait._kube.client import CORE_EVENTS, JSON, AsyncKube
 from plait._kube.models import (
     API_VERSION,
     DEFINITION_LABEL,
+    DISPATCHED_AT_ANNOTATION,
     FINALIZER,
     INSTANCE_UID_LABEL,
     QUEUE_LABEL,
@@ -48,6 +49,7 @@ def task_body(instance: JSON, workflow: str, definition_hash: str, dispatch: Dis
         "kind": "WorkflowTask",
         "metadata": {
             "name": task_name(meta["name"], meta["uid"], dispatch.path, dispatch.attempt),
+            "annotations": {DISPATCHED_AT_ANNOTATION: now_rfc3339()},
             "labels": {
                 INSTANCE_UID_LABEL: meta["uid"],
                 QUEUE_LABEL: label_value(dispatch.queue),

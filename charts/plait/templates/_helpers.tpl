@@ -71,11 +71,12 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-The leader-election Lease: `plait operator` names it "plait-operator" in --leader-namespace
-(the release namespace, from POD_NAMESPACE). Its Role is scoped to this name.
+The leader-election Lease, passed to `plait operator --leader-lease-name`, in the release namespace
+(POD_NAMESPACE). Release-qualified, so two releases in one namespace never share it; the Role is
+scoped to this name.
 */}}
 {{- define "plait.operator.leaseName" -}}
-plait-operator
+{{ include "plait.fullname" . }}-operator
 {{- end }}
 
 {{/* ---- workers ---- */}}

@@ -102,16 +102,30 @@ async def run_async_task(
     """Run any task from an event loop: async ones on the loop, sync ones in ``executor``."""
     loop = asyncio.get_running_loop()
     job: asyncio.Future[Any]
+    started = loop.create_future()
     if task.is_async:
         token = current.set(context)  # the new asyncio task copies the context as it is now
         try:
             job = asyncio.ensure_future(task.call_async(value))
         finally:
             current.reset(token)
+        started.set_result(None)
     else:
-        job = loop.run_in_executor(executor, _in_context(task, value, context))
+        call = _in_context(task, value, context)
+
+        def mark_started() -> None:
+            if not started.done():
+                started.set_result(None)
+
+        def in_thread() -> Any:
+            loop.call_soon_threadsafe(mark_started)
+            return call()
+
+        job = loop.run_in_executor(executor, in_thread)
     try:
         if timeout is not None:
+            # The timeout counts from when the task starts, not from when it queued for a thread.
+            await asyncio.wait({started, job}, return_when=asyncio.FIRST_COMPLETED)
             done, _ = await asyncio.wait({job}, timeout=timeout)
             if not done:
                 job.cancel()

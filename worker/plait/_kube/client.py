@@ -8,7 +8,9 @@ map onto :mod:`plait.errors`; they differ only in how they send.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,6 +92,16 @@ def _error(response: httpx.Response) -> ClusterError:
 
 def _encode(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+_ATTEMPTS = 6  # a 429 (too many requests, or storage initializing) is retried, as client-go does
+
+
+def _retry_after(header: str | None) -> float:
+    try:
+        return min(max(float(header or 1), 0.1), 5.0)
+    except ValueError:
+        return 1.0
 
 
 def _unreachable(connection: Connection, error: Exception) -> ClusterError:
@@ -186,7 +198,7 @@ class AsyncKube:
         body: bytes | None = None,
         content_type: str | None = None,
     ) -> JSON:
-        for attempt in range(2):
+        for attempt in range(_ATTEMPTS):
             try:
                 async with self._http.request(
                     method,
@@ -196,6 +208,9 @@ class AsyncKube:
                     headers=self._requests.headers(content_type),
                 ) as response:
                     payload = await response.read()
+                    if response.status == 429 and attempt < _ATTEMPTS - 1:
+                        await asyncio.sleep(_retry_after(response.headers.get("Retry-After")))
+                        continue
                     if response.status >= 400:
                         raise _error_of(method, path, response.status, response.reason or "", payload)
                     break
@@ -341,11 +356,14 @@ class Kube:
         body: bytes | None = None,
         content_type: str | None = None,
     ) -> JSON:
-        for attempt in range(2):
+        for attempt in range(_ATTEMPTS):
             try:
                 response = self._http.request(
                     method, path, params=params, content=body, headers=self._requests.headers(content_type)
                 )
+                if response.status_code == 429 and attempt < _ATTEMPTS - 1:
+                    time.sleep(_retry_after(response.headers.get("Retry-After")))
+                    continue
                 break
             except httpx.RemoteProtocolError as error:
                 if method != "GET" or attempt:  # a reused connection the server had closed: reads retry once
@@ -367,10 +385,10 @@ class Kube:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
     ) -> JSON:
-        return self._send(
-            "GET", resource.path(namespace), params=_params(labelSelector=label_selector, fieldSelector=field_selector)
-        )
+        params = _params(labelSelector=label_selector, fieldSelector=field_selector, limit=limit)
+        return self._send("GET", resource.path(namespace), params=params)
 
     def create(self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False) -> JSON:
         return self._send(

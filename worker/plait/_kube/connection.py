@@ -99,21 +99,24 @@ def load_connection(kubeconfig: str | os.PathLike[str] | None = None, context: s
             k8s_config.load_incluster_config(client_configuration=configuration)
             namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
             return _from_configuration(configuration, namespace)
-        path = str(explicit) if explicit else os.path.expanduser(k8s_config.KUBE_CONFIG_DEFAULT_LOCATION)
-        if os.pathsep in path:
-            path = path.split(os.pathsep)[0]
-        if not os.path.exists(path):
+        # KUBECONFIG may list several files; they merge, first one wins, as with kubectl.
+        path = str(explicit) if explicit else os.path.expanduser("~/.kube/config")
+        existing = [p for p in path.split(os.pathsep) if p and os.path.exists(p)]
+        if not existing:
             raise ClusterError(
                 f"no kubeconfig at {path}: set KUBECONFIG or pass --kubeconfig "
                 '(for a local cluster: `plait dev up` then `eval "$(plait dev env)"`)'
             )
-        k8s_config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration, persist_config=False
-        )
-        _, active = k8s_config.list_kube_config_contexts(config_file=path)
+        merged = os.pathsep.join(existing)
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=merged)
         if context:
-            contexts, _ = k8s_config.list_kube_config_contexts(config_file=path)
-            active = next((c for c in contexts if c["name"] == context), active)
+            active = next((c for c in contexts if c["name"] == context), None)
+            if active is None:
+                names = ", ".join(sorted(c["name"] for c in contexts)) or "none"
+                raise ClusterError(f"no context {context!r} in {merged} (contexts: {names})")
+        k8s_config.load_kube_config(
+            config_file=merged, context=context, client_configuration=configuration, persist_config=False
+        )
         namespace = (active or {}).get("context", {}).get("namespace") or "default"
     except k8s_config.ConfigException as error:
         raise ClusterError(f"cannot load Kubernetes credentials: {error}") from error

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from plait._kube.client import CRDS, JSON, Kube
+from plait._kube.client import CRDS, JSON, Kube, Resource
 from plait.errors import ClusterError
 
 FIELD_MANAGER = "plait"
@@ -30,10 +30,22 @@ def apply_crds(kube: Kube, crds: Iterable[JSON], *, timeout: float = 30.0) -> No
     pending = set(names)
     while pending:
         for name in sorted(pending):
-            if established(kube.get(CRDS, name)):
+            crd = kube.get(CRDS, name)
+            if established(crd) and _served(kube, crd):
                 pending.discard(name)
         if not pending:
             return
         if time.monotonic() > deadline:
             raise ClusterError(f"CRDs not Established after {timeout:.0f}s: {', '.join(sorted(pending))}")
         time.sleep(0.05)
+
+
+def _served(kube: Kube, crd: JSON) -> bool:
+    """Established is not enough: the resource's storage may still be initializing (429)."""
+    spec = crd["spec"]
+    resource = Resource(spec["group"], spec["versions"][0]["name"], spec["names"]["plural"], spec["names"]["kind"])
+    try:
+        kube.list(resource, limit=1)
+    except ClusterError:
+        return False
+    return True

@@ -24,6 +24,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 PAUSE_ANNOTATION = "plait.dev/pause"
 CANCEL_ANNOTATION = "plait.dev/cancel"
 FINALIZER = "plait.dev/cancel-on-delete"
+# When the operator created a task, to the microsecond (creationTimestamp has whole seconds).
+DISPATCHED_AT_ANNOTATION = "plait.dev/dispatched-at"
 
 # Labels the operator puts on tasks, and workers select on.
 INSTANCE_UID_LABEL = "plait.dev/instance-uid"

@@ -102,7 +102,9 @@ class Worker:
         self.peers: dict[str, dict[str, float]] = {}  # definition hash -> other holders -> last seen
         self.ready = False
         self.draining = False
-        self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="plait-task")
+        # Room beyond the concurrency for threads of sync tasks that outlived their timeout (they
+        # cannot be killed) so that they do not starve the next tasks.
+        self._executor = ThreadPoolExecutor(max_workers=2 * settings.concurrency + 2, thread_name_prefix="plait-task")
         self._background: set[asyncio.Task[Any]] = set()
 
     @property

@@ -47,6 +47,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="namespace of the leader Lease (default: $POD_NAMESPACE or the context's)",
     )
+    operator.add_argument(
+        "--leader-lease-name", default="plait-operator", help="name of the leader Lease (default plait-operator)"
+    )
     operator.add_argument("--identity", default=None, help="this replica's name in the Lease (default: host and pid)")
     operator.set_defaults(handler=_operator)
 
@@ -97,6 +100,7 @@ def _operator(args: argparse.Namespace) -> int:
         default_ttl_seconds=args.default_ttl,
         lease_grace_seconds=args.lease_grace,
         leader_election=not args.no_leader_election,
+        leader_lease_name=args.leader_lease_name,
         leader_namespace=args.leader_namespace or os.environ.get("POD_NAMESPACE") or connection.namespace,
         metrics_port=None if args.no_metrics else args.metrics_port,
         identity=identity,
