@@ -78,5 +78,8 @@ demo: install binaries  ## start plait locally (control plane, operator, worker)
 demo-down:  ## stop what `make demo` started (control plane, operator, worker); data stays for the next demo
 	$(BIN)/plait dev down
 
+bench: install binaries  ## benchmarks: local runner vs sayiir, Kubernetes mode vs the API server's ceiling
+	$(BIN)/python -m bench
+
 clean:  ## remove the virtualenv and caches (not the binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -22,7 +22,13 @@ from plait._core.definition import Definition
 from plait._core.events import TaskFailed, TaskLost, TaskSucceeded, TaskTimedOut
 from plait._core.snapshot import Snapshot
 from plait._kube.client import JSON
-from plait._kube.models import DISPATCHED_AT_ANNOTATION, FINISHED_PHASES, label_value, parse_rfc3339
+from plait._kube.models import (
+    DISPATCHED_AT_ANNOTATION,
+    FINISHED_PHASES,
+    TASK_RESULT_PHASES,
+    label_value,
+    parse_rfc3339,
+)
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.instances import InstanceActor
@@ -56,6 +62,7 @@ class Controller:
         self._phase_counts: Counter[tuple[str, str]] = Counter()
         self._leases: dict[tuple[str, str], _Lease] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._ttl_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -88,6 +95,32 @@ class Controller:
             actor = self.actors[key] = InstanceActor(namespace, name, self)
         return actor
 
+    def retire(self, actor: InstanceActor, ttl_due: float | None) -> None:
+        """A finished instance needs no actor (its memory is what stays bounded); only its TTL timer.
+
+        Should anything happen to it later (a signal, a late result, an annotation), a new actor
+        reads its finished checkpoint and retires again.
+        """
+        key = (actor.namespace, actor.name)
+        if self.actors.get(key) is actor:
+            del self.actors[key]
+            self.spawn(actor.close())
+        previous = self._ttl_timers.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        if ttl_due is not None and actor.body is not None:
+            delay = max(0.0, ttl_due - time.time())
+            uid = actor.body["metadata"]["uid"]
+            self._ttl_timers[key] = asyncio.get_running_loop().call_later(delay, self._expire, key, uid)
+
+    def _expire(self, key: tuple[str, str], uid: str) -> None:
+        self._ttl_timers.pop(key, None)
+        self.spawn(self._delete(key, uid))
+
+    async def _delete(self, key: tuple[str, str], uid: str) -> None:
+        await self.store.delete_tasks(key[0], uid)
+        await self.store.delete_instance(*key)
+
     def forget(self, actor: InstanceActor) -> None:
         """Drop an actor whose instance does not exist (it was made for a stray task or signal)."""
         if self.actors.get((actor.namespace, actor.name)) is actor:
@@ -103,6 +136,9 @@ class Controller:
             actor = self.actors.pop(key, None)
             if actor is not None:
                 await actor.close()
+            timer = self._ttl_timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
             self._forget_phase(key)
             return
         self.actor(*key).observe_instance(body)
@@ -113,8 +149,8 @@ class Controller:
         key = (namespace, meta["name"])
         self._track_lease(event_type, key, body)
         actor = self.actors.get((namespace, spec.get("instance", "")))
-        if actor is None and event_type != "DELETED":
-            actor = self.actor(namespace, spec.get("instance", ""))
+        if actor is None and event_type != "DELETED" and (body.get("status") or {}).get("phase") in TASK_RESULT_PHASES:
+            actor = self.actor(namespace, spec.get("instance", ""))  # a result for an instance without an actor
         if actor is not None:
             actor.observe_task(event_type or "ADDED", body)
 

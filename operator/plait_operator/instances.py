@@ -244,7 +244,7 @@ class InstanceActor:
         ctrl.instance_phase(self, definition.name, phase_of(snapshot))
         if snapshot.finished:
             await self._finish_deletion(body, finished=True)
-            self._schedule_ttl(body)
+            ctrl.retire(self, self._ttl_due(body))
         else:
             self._schedule(snapshot.wake_at)
 
@@ -398,19 +398,15 @@ class InstanceActor:
             delay = max(0.0, wake_at - time.time())
             self._timer = asyncio.get_running_loop().call_later(delay, self.poke)
 
-    def _schedule_ttl(self, body: JSON) -> None:
+    def _ttl_due(self, body: JSON) -> float | None:
+        """When a finished instance is to be deleted (``spec.ttlSecondsAfterFinished`` or the default)."""
         ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
         if ttl is None:
             ttl = self.controller.settings.default_ttl_seconds
         finished_at = (body.get("status") or {}).get("finishedAt")
         if ttl is None or finished_at is None or "deletionTimestamp" in body["metadata"]:
-            self._schedule(None)
-            return
-        due = parse_rfc3339(finished_at) + ttl
-        if due <= time.time():
-            self.controller.spawn(self.controller.store.delete_instance(self.namespace, self.name))
-        else:
-            self._schedule(due)
+            return None
+        return parse_rfc3339(finished_at) + ttl
 
     # -- instances that cannot start ---------------------------------------------------------------
 

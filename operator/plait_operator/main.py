@@ -26,7 +26,7 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
     """Run until SIGTERM/SIGINT, or until leadership is lost."""
     metrics = metrics or OperatorMetrics()
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # kopf logs every event handled at INFO
-    kube = AsyncKube(connection, max_connections=200)
+    kube = AsyncKube(connection, max_connections=64)
     controller = Controller(Store(kube, settings.identity), settings, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -127,6 +127,11 @@ class Store:
                 meta["namespace"],
             )
 
+    async def delete_tasks(self, namespace: str, instance_uid: str) -> None:
+        """Delete an instance's tasks in one request (the garbage collector would take one request
+        each, at the controller manager's client rate)."""
+        await self.kube.delete_collection(TASKS, namespace, label_selector=f"{INSTANCE_UID_LABEL}={instance_uid}")
+
     async def delete_instance(self, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFound):
             await self.kube.delete(INSTANCES, name, namespace, propagation="Background")

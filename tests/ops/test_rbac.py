@@ -167,7 +167,7 @@ def test_operator_and_worker_run_workflows_with_only_their_chart_identities(
         worker.terminate()
 
     # what each identity wrote is there: the Lease, Events, signal and task status, definitions
-    lease = kube.get(LEASES, "plait-operator", ns)
+    lease = kube.get(LEASES, namespaced.operator_account, ns)
     assert lease["spec"]["holderIdentity"] == f"{namespaced.name}-plait-operator-0"
     reasons = {e["reason"] for e in kube.list(CORE_EVENTS, ns)["items"]}
     assert {"Succeeded", "Failed", "Cancelled"} <= reasons
@@ -221,7 +221,7 @@ def test_the_operator_identity_is_refused_what_it_must_not_do(
     assert not refused(lambda: operator.delete(INSTANCES, "i", ns))
     assert not refused(lambda: operator.create(TASKS, {"metadata": {"name": "t"}}, ns, dry_run=True))
     assert not refused(lambda: operator.patch(SIGNALS, "s", {"status": {}}, ns, subresource="status"))
-    assert not refused(lambda: operator.get(LEASES, "plait-operator", ns))
+    assert not refused(lambda: operator.get(LEASES, namespaced.operator_account, ns))
     # not: secrets, pods, config maps, or changing definitions (the workers publish them)
     assert refused(lambda: operator.get(SECRETS, "s", ns))
     assert refused(lambda: operator.list(SECRETS, ns))

@@ -165,7 +165,8 @@ class AsyncKube:
         self.connection = connection
         self._requests = _Requests(connection)
         self._ssl = connection.ssl_context()
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=5.0)
+        # sock_connect bounds a TCP connect; waiting for a free pooled connection is not an error.
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10.0)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -287,6 +288,16 @@ class AsyncKube:
             "DELETE", resource.path(namespace, name), body=_encode(options), content_type="application/json"
         )
 
+    async def delete_collection(self, resource: Resource, namespace: str, *, label_selector: str) -> JSON:
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        return await self._send(
+            "DELETE",
+            resource.path(namespace),
+            params=_params(labelSelector=label_selector),
+            body=_encode(options),
+            content_type="application/json",
+        )
+
     async def watch(
         self,
         resource: Resource,
@@ -303,7 +314,7 @@ class AsyncKube:
                 self.connection.server + resource.path(namespace),
                 params=params,
                 headers=self._requests.headers(),
-                timeout=aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=timeout_seconds + 30),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=timeout_seconds + 30),
             ) as response:
                 if response.status >= 400:
                     raise _error_of(

@@ -244,6 +244,12 @@ class Worker:
         self._refill = None
         self._fill()
 
+    def _requeue(self, body: JSON) -> None:
+        """A claim that failed for want of the API server: try again in a moment, unless taken meanwhile."""
+        name = body["metadata"]["name"]
+        self.backlog.setdefault(name, body)
+        heapq.heappush(self._delayed, (time.monotonic() + 1.0, name))
+
     def _claim_delay(self, body: JSON) -> float:
         """Rendezvous hashing among the workers seen claiming this definition lately: the first in
         the task's order claims at once, the others only if it is still unclaimed a little later
@@ -312,7 +318,8 @@ class Worker:
             return
         except ClusterError as error:
             self.held.pop(name, None)
-            log.warning("claim of task=%s failed: %s", name, error)
+            log.warning("claim of task=%s failed (%s); it goes back to the backlog", name, error)
+            self._requeue(body)
             return
         held.resource_version = claimed["metadata"]["resourceVersion"]
         labels = (workflow.workflow_id, label_value(spec["queue"]))

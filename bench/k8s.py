@@ -1,0 +1,505 @@
+"""Throughput and latency through the real API server, beside that API server's own ceiling.
+
+One run starts a fresh local control plane, measures the raw ceiling (custom-resource creates and
+status patches per second a Python client gets, at the concurrency that maximises it), then runs
+a real operator and real workers and measures, with warm-up:
+
+- a 10-step linear flow over many instances: end-to-end steps per second, step-to-step latency
+  (a step's result recorded to the next step claimed), dispatch latency (task created to task
+  claimed), API writes per step counted from the API server's own ``apiserver_request_total``;
+- a fan-out of 50 with a join, and a signal-driven flow (signal sent to the next step claimed);
+- how steps per second, latency and the operator's memory change from 100 to 10,000 instances in
+  flight (instances that ran a step and wait for a signal).
+
+Completion is read from the operator's ``/metrics``, never by listing instances, so the harness
+adds no load to the API server it measures. ``run()`` returns the figures; ``python -m bench``
+prints them and writes ``bench-results.json`` and the plots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from plait._devenv.controlplane import ControlPlane, free_port
+from plait._kube.client import NAMESPACES, AsyncKube, Kube
+from plait._kube.connection import Connection, load_connection
+from plait._kube.crds import all_crds
+from plait._kube.install import apply_crds
+from plait._kube.models import (
+    DISPATCHED_AT_ANNOTATION,
+    WorkflowInstance,
+    WorkflowSignal,
+    WorkflowTask,
+    parse_rfc3339,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+INSTANCES = WorkflowInstance.RESOURCE
+TASKS = WorkflowTask.RESOURCE
+SIGNALS = WorkflowSignal.RESOURCE
+PLAIT_RESOURCES = {"workflowinstances", "workflowtasks", "workflowsignals", "workflowdefinitions", "events"}
+WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+
+
+@dataclass
+class Sizes:
+    """How much work each scenario does; ``quick`` is the smoke test's."""
+
+    linear_instances: int = 300
+    fanout_instances: int = 10
+    signal_instances: int = 200
+    scaling_levels: tuple[int, ...] = (100, 1000, 10000)
+    workers: int = 2
+    concurrency: int = 32
+    ceiling_seconds: float = 4.0
+    ceiling_levels: tuple[int, ...] = (1, 4, 16, 64)
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            linear_instances=12,
+            fanout_instances=2,
+            signal_instances=6,
+            scaling_levels=(5, 15),
+            workers=2,
+            concurrency=8,
+            ceiling_seconds=0.5,
+            ceiling_levels=(1, 4),
+        )
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# -- the cluster under test ----------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    plane: ControlPlane
+    connection: Connection
+    kube: Kube
+    namespace: str
+    operator: subprocess.Popen[bytes] | None = None
+    operator_port: int = 0
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_ports: list[int] = field(default_factory=list)
+    logs: Path = Path(".")
+
+    def start_processes(self, sizes: Sizes) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig), "PYTHONPATH": str(REPO)}
+        self.operator_port = free_port()
+        self.operator = _spawn(
+            [
+                "operator",
+                "--namespace",
+                self.namespace,
+                "--no-leader-election",
+                "--metrics-port",
+                str(self.operator_port),
+            ],
+            env,
+            self.logs / "operator.log",
+        )
+        for n in range(sizes.workers):
+            port = free_port()
+            self.worker_ports.append(port)
+            args = ["worker", "bench.flows", "--namespace", self.namespace, "--concurrency", str(sizes.concurrency)]
+            self.workers.append(_spawn([*args, "--metrics-port", str(port)], env, self.logs / f"worker-{n}.log"))
+        for port in [self.operator_port, *self.worker_ports]:
+            _wait_ready(port)
+
+    def stop_processes(self) -> None:
+        for process in [*self.workers, *([self.operator] if self.operator else [])]:
+            process.terminate()
+        for process in [*self.workers, *([self.operator] if self.operator else [])]:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def operator_metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.operator_port}/metrics", timeout=10).text
+
+    def finished(self, workflow: str) -> float:
+        return _sample_sum(self.operator_metrics(), "plait_instances_finished_total", workflow=workflow)
+
+    def waiting(self, workflow: str) -> float:
+        return _sample_sum(self.operator_metrics(), "plait_instances", workflow=workflow, phase="AwaitingSignal")
+
+    def writes(self) -> Counter[tuple[str, str]]:
+        """Successful writes the API server counted, by (resource, verb)."""
+        text = self.kube.raw("GET", "/metrics").text
+        counts: Counter[tuple[str, str]] = Counter()
+        for line in text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            if labels.get("verb") in WRITE_VERBS and labels.get("code", "").startswith("2"):
+                counts[(labels.get("resource", ""), labels["verb"])] += int(float(line.rsplit(" ", 1)[1]))
+        return counts
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "plait", *args], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+
+
+def _wait_ready(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"process on port {port} never became ready")
+
+
+def _sample_sum(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@contextmanager
+def cluster(sizes: Sizes, plane: ControlPlane | None = None) -> Iterator[Cluster]:
+    """A control plane (fresh unless given), the CRDs, one namespace, an operator and workers."""
+    own = plane is None
+    scratch = Path(tempfile.mkdtemp(prefix="plait-bench-"))
+    plane = plane or ControlPlane(scratch / "plane")
+    if own:
+        plane.start()
+    connection = load_connection(plane.kubeconfig)
+    kube = Kube(connection)
+    apply_crds(kube, all_crds())
+    namespace = f"bench-{int(time.time())}"
+    kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    under_test = Cluster(plane, connection, kube, namespace, logs=scratch)
+    try:
+        under_test.start_processes(sizes)
+        yield under_test
+    finally:
+        under_test.stop_processes()
+        kube.close()
+        if own:
+            plane.stop()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- the raw ceiling -------------------------------------------------------------------------------
+
+
+async def _ceiling_at(connection: Connection, namespace: str, concurrency: int, seconds: float) -> float:
+    """Creates then status patches of WorkflowSignals (no operator cares) per second."""
+    writes = 0
+    deadline = time.monotonic() + seconds
+    async with AsyncKube(connection, max_connections=concurrency) as kube:
+
+        async def writer(lane: int) -> None:
+            nonlocal writes
+            n = 0
+            while time.monotonic() < deadline:
+                name = f"ceiling-{concurrency}-{lane}-{n}"
+                body = {"metadata": {"name": name}, "spec": {"instance": "none", "name": "x", "payload": n}}
+                await kube.create(
+                    SIGNALS, {"apiVersion": "plait.dev/v1alpha1", "kind": "WorkflowSignal", **body}, namespace
+                )
+                await kube.patch(
+                    SIGNALS,
+                    name,
+                    {"status": {"phase": "Rejected", "message": "ceiling"}},
+                    namespace,
+                    subresource="status",
+                )
+                writes += 2
+                n += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(writer(lane) for lane in range(concurrency)))
+        return writes / (time.monotonic() - started)
+
+
+def raw_ceiling(connection: Connection, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    namespace = f"ceiling-{int(time.time())}"
+    kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    by_concurrency = {
+        c: asyncio.run(_ceiling_at(connection, namespace, c, sizes.ceiling_seconds)) for c in sizes.ceiling_levels
+    }
+    kube.delete(NAMESPACES, namespace)
+    best = max(by_concurrency, key=lambda c: by_concurrency[c])
+    return {"writes_per_second": by_concurrency[best], "best_concurrency": best, "by_concurrency": by_concurrency}
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+
+
+def _create_instances(cluster: Cluster, prefix: str, workflow: str, count: int, value: Any = 0) -> None:
+    async def create_all() -> None:
+        async with AsyncKube(cluster.connection, max_connections=32) as kube:
+            semaphore = asyncio.Semaphore(32)
+
+            async def one(n: int) -> None:
+                async with semaphore:
+                    body = {
+                        "apiVersion": "plait.dev/v1alpha1",
+                        "kind": "WorkflowInstance",
+                        "metadata": {"name": f"{prefix}-{n}"},
+                        "spec": {"workflow": workflow, "input": value},
+                    }
+                    await kube.create(INSTANCES, body, cluster.namespace)
+
+            await asyncio.gather(*(one(n) for n in range(count)))
+
+    asyncio.run(create_all())
+
+
+def _send_signals(cluster: Cluster, prefix: str, count: int) -> dict[str, float]:
+    """Send one ``go`` signal to each instance; returns when each was sent."""
+    sent: dict[str, float] = {}
+
+    async def send_all() -> None:
+        async with AsyncKube(cluster.connection, max_connections=32) as kube:
+            semaphore = asyncio.Semaphore(32)
+
+            async def one(n: int) -> None:
+                async with semaphore:
+                    instance = f"{prefix}-{n}"
+                    body = {
+                        "apiVersion": "plait.dev/v1alpha1",
+                        "kind": "WorkflowSignal",
+                        "metadata": {"name": f"{instance}-go"},
+                        "spec": {"instance": instance, "name": "go", "payload": n},
+                    }
+                    sent[instance] = time.time()
+                    await kube.create(SIGNALS, body, cluster.namespace)
+
+            await asyncio.gather(*(one(n) for n in range(count)))
+
+    asyncio.run(send_all())
+    return sent
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"benchmark timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _tasks(cluster: Cluster, prefix: str) -> dict[str, list[dict[str, Any]]]:
+    by_instance: dict[str, list[dict[str, Any]]] = {}
+    for task in cluster.kube.list(TASKS, cluster.namespace)["items"]:
+        if task["spec"]["instance"].startswith(prefix + "-"):
+            by_instance.setdefault(task["spec"]["instance"], []).append(task)
+    return by_instance
+
+
+def _dispatch_latencies(tasks: dict[str, list[dict[str, Any]]]) -> list[float]:
+    out = []
+    for attempts in tasks.values():
+        for task in attempts:
+            created = (task["metadata"].get("annotations") or {}).get(DISPATCHED_AT_ANNOTATION)
+            claim = ((task.get("status") or {}).get("claim") or {}).get("claimedAt")
+            if created and claim:
+                out.append(parse_rfc3339(claim) - parse_rfc3339(created))
+    return out
+
+
+def _step_latencies(tasks: dict[str, list[dict[str, Any]]]) -> list[float]:
+    """From one step's result to the next step's claim, within each linear instance."""
+    out = []
+    for attempts in tasks.values():
+        done = sorted(
+            (t for t in attempts if (t.get("status") or {}).get("finishedAt")),
+            key=lambda t: t["status"]["claim"]["claimedAt"],
+        )
+        for previous, following in zip(done, done[1:], strict=False):
+            out.append(
+                parse_rfc3339(following["status"]["claim"]["claimedAt"])
+                - parse_rfc3339(previous["status"]["finishedAt"])
+            )
+    return out
+
+
+@dataclass
+class Scenario:
+    name: str
+    instances: int
+    steps: int
+    seconds: float
+    plait_writes: int
+    step_latencies: list[float]
+    dispatch_latencies: list[float]
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds
+
+    def summary(self) -> dict[str, Any]:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 2)
+
+        return {
+            "instances": self.instances,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 2),
+            "steps_per_second": round(self.steps_per_second, 1),
+            "api_writes_per_step": round(self.plait_writes / self.steps, 2),
+            "step_latency_p50_ms": ms(percentile(self.step_latencies, 0.5)),
+            "step_latency_p99_ms": ms(percentile(self.step_latencies, 0.99)),
+            "dispatch_latency_p50_ms": ms(percentile(self.dispatch_latencies, 0.5)),
+            "dispatch_latency_p99_ms": ms(percentile(self.dispatch_latencies, 0.99)),
+        }
+
+
+def _plait_writes(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]]) -> int:
+    """Writes plait made: everything on its resources except the harness's own instance and signal creations."""
+    total = 0
+    for (resource, verb), count in (after - before).items():
+        if resource in PLAIT_RESOURCES and not (
+            resource in ("workflowinstances", "workflowsignals") and verb == "POST"
+        ):
+            total += count
+    return total
+
+
+def run_flow(cluster: Cluster, name: str, workflow: str, count: int, steps_each: int, timeout: float) -> Scenario:
+    before = cluster.writes()
+    baseline = cluster.finished(workflow)
+    started = time.monotonic()
+    _create_instances(cluster, name, workflow, count)
+    _wait(lambda: cluster.finished(workflow) - baseline >= count, timeout, f"{count} {workflow} instances")
+    seconds = time.monotonic() - started
+    writes = _plait_writes(before, cluster.writes())
+    tasks = _tasks(cluster, name)
+    step_latencies = _step_latencies(tasks) if steps_each > 1 and "fanout" not in workflow else []
+    return Scenario(name, count, count * steps_each, seconds, writes, step_latencies, _dispatch_latencies(tasks))
+
+
+def run_signals(cluster: Cluster, name: str, count: int, timeout: float) -> tuple[Scenario, dict[str, float]]:
+    """Instances run a step and wait; then one signal each, and time until they are done."""
+    workflow = "bench-signal"
+    baseline_finished = cluster.finished(workflow)
+    baseline_waiting = cluster.waiting(workflow)
+    before = cluster.writes()
+    started = time.monotonic()
+    _create_instances(cluster, name, workflow, count)
+    _wait(lambda: cluster.waiting(workflow) - baseline_waiting >= count, timeout, f"{count} instances to wait")
+    waiting_after = time.monotonic() - started
+    operator_rss = rss_mb(cluster.operator.pid) if cluster.operator else 0.0
+    signalled_at = time.monotonic()
+    sent = _send_signals(cluster, name, count)
+    _wait(lambda: cluster.finished(workflow) - baseline_finished >= count, timeout, f"{count} signalled instances")
+    seconds = time.monotonic() - started
+    signal_phase = time.monotonic() - signalled_at
+    writes = _plait_writes(before, cluster.writes())
+    tasks = _tasks(cluster, name)
+    after_signal = []
+    for instance, attempts in tasks.items():
+        for task in attempts:
+            claim = ((task.get("status") or {}).get("claim") or {}).get("claimedAt")
+            if task["spec"]["step"] == "after" and claim and instance in sent:
+                after_signal.append(parse_rfc3339(claim) - sent[instance])
+    scenario = Scenario(name, count, count * 2, seconds, writes, after_signal, _dispatch_latencies(tasks))
+    extra = {
+        "seconds_to_all_waiting": round(waiting_after, 2),
+        "first_steps_per_second": round(count / waiting_after, 1),
+        "signal_phase_steps_per_second": round(count / signal_phase, 1),
+        "operator_rss_mb_while_waiting": round(operator_rss, 1),
+    }
+    return scenario, extra
+
+
+# -- the whole run -----------------------------------------------------------------------------------
+
+
+def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print) -> dict[str, Any]:
+    sizes = Sizes.quick() if quick else Sizes()
+    results: dict[str, Any] = {}
+    with cluster(sizes, plane) as under_test:
+        log("measuring the raw ceiling of the API server ...")
+        ceiling = raw_ceiling(under_test.connection, under_test.kube, sizes)
+        log(f"  {ceiling['writes_per_second']:.0f} writes/s at concurrency {ceiling['best_concurrency']}")
+        log("warming up ...")
+        run_flow(under_test, "warmup", "bench-linear10", max(4, sizes.linear_instances // 10), 10, 300)
+        log(f"linear: {sizes.linear_instances} instances of a 10-step flow ...")
+        linear = run_flow(under_test, "linear", "bench-linear10", sizes.linear_instances, 10, 900)
+        log(f"  {linear.summary()}")
+        log(f"fan-out: {sizes.fanout_instances} instances of a fan-out of 50 ...")
+        fanout = run_flow(under_test, "fanout", "bench-fanout50", sizes.fanout_instances, 51, 900)
+        log(f"  {fanout.summary()}")
+        log(f"signals: {sizes.signal_instances} instances waiting for a signal ...")
+        signals, signal_extra = run_signals(under_test, "signal", sizes.signal_instances, 900)
+        log(f"  {signals.summary()} {signal_extra}")
+        scaling = []
+        for level in sizes.scaling_levels:
+            log(f"scaling: {level} instances in flight ...")
+            scenario, extra = run_signals(under_test, f"scale{level}", level, 1800)
+            point = {"instances_in_flight": level, **scenario.summary(), **extra}
+            point["operator_rss_mb"] = round(rss_mb(under_test.operator.pid), 1) if under_test.operator else None
+            scaling.append(point)
+            log(f"  {point}")
+        operator_rss = rss_mb(under_test.operator.pid) if under_test.operator else 0.0
+        worker_rss = [rss_mb(w.pid) for w in under_test.workers]
+        linear_summary = linear.summary()
+        results["k8s"] = {
+            "steps_per_second": linear_summary["steps_per_second"],
+            "step_latency_p50_ms": linear_summary["step_latency_p50_ms"],
+            "step_latency_p99_ms": linear_summary["step_latency_p99_ms"],
+            "dispatch_latency_p50_ms": linear_summary["dispatch_latency_p50_ms"],
+            "dispatch_latency_p99_ms": linear_summary["dispatch_latency_p99_ms"],
+            "api_writes_per_step": linear_summary["api_writes_per_step"],
+            "raw_ceiling_writes_per_second": round(ceiling["writes_per_second"], 1),
+            "raw_ceiling": ceiling,
+            "operator_rss_mb": round(operator_rss, 1),
+            "worker_rss_mb": [round(r, 1) for r in worker_rss],
+            "instances_in_flight_max": max(sizes.scaling_levels),
+            "workers": sizes.workers,
+            "worker_concurrency": sizes.concurrency,
+            "linear10": linear_summary,
+            "fanout50": fanout.summary(),
+            "signal": {**signals.summary(), **signal_extra},
+            "scaling": scaling,
+        }
+        results["_latencies"] = {
+            "step_to_step": linear.step_latencies,
+            "dispatch": linear.dispatch_latencies,
+            "signal_to_step": signals.step_latencies,
+        }
+    return results
