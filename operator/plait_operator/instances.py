@@ -16,7 +16,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from plait._core.definition import Definition, SignalNode
 from plait._core.engine import decide, new_snapshot
@@ -49,7 +50,7 @@ from plait._kube.models import (
     parse_rfc3339,
 )
 from plait.errors import Conflict
-from plait_operator.status import condition, merge_conditions, phase_of, render, snapshot_of
+from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
 from plait_operator.store import task_body, task_name
 from plait_operator.validation import InvalidInstance, check_input
 
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _MAX_CONFLICT_RETRIES = 8
+T = TypeVar("T")
 
 
 def newer(candidate: JSON, current: JSON | None) -> bool:
@@ -169,7 +171,8 @@ class InstanceActor:
             try:
                 await self._reconcile_once(self.body)
                 return
-            except Conflict:
+            except Conflict as conflict:
+                log.debug("instance=%s/%s changed under a write (%s); re-reading", self.namespace, self.name, conflict)
                 fresh = await store.get_instance(self.namespace, self.name)
                 if fresh is None:
                     return
@@ -213,8 +216,8 @@ class InstanceActor:
                 body = self.body = await ctrl.store.add_finalizer(body)
             snapshot = new_snapshot(definition, self.name)
             events.append(Started(spec.get("input")))
-            await ctrl.store.post_event(
-                body, "Started", f"running workflow {definition.name!r} version {definition.hash[:12]}"
+            ctrl.spawn(
+                ctrl.store.post_event(body, "Started", f"running workflow {definition.name!r} version {definition.hash[:12]}")
             )
 
         was_paused = snapshot.paused is not None
@@ -228,8 +231,14 @@ class InstanceActor:
         commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
 
         if changed:
-            new_status = render(body, definition, snapshot)
-            body = self.body = await ctrl.store.write_status(body, new_status)
+            # The checkpoint and the tasks it dispatches are written together: task names are
+            # derived from the checkpoint's content, so after a failure on either side the next
+            # reconcile reaches the same tasks (a repeated create is a harmless 409).
+            patch = changes(body.get("status") or {}, render(body, definition, snapshot))
+            written, _ = await _both(ctrl.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
+            body = self.body = written
+        else:
+            await self._dispatch(body, definition, snapshot)
         acknowledgements = [
             (name, delivery.get(event.id or "", "Buffered") if isinstance(event, SignalReceived) else "Buffered")
             for event, name in accepted_signals
@@ -349,21 +358,6 @@ class InstanceActor:
     ) -> None:
         ctrl = self.controller
         meta = body["metadata"]
-        # Every attempt the checkpoint says is running must have its task: the ones just dispatched,
-        # and any whose creation a crash or an API outage interrupted before.
-        dispatches = [
-            d
-            for d in in_flight(definition, snapshot)
-            if (name := task_name(meta["name"], meta["uid"], d.path, d.attempt)) not in self.tasks
-            and name not in self.created
-        ]
-        if dispatches:
-            bodies = [task_body(body, definition.name, definition.hash, d) for d in dispatches]
-            created = await asyncio.gather(*(ctrl.store.create_task(self.namespace, b) for b in bodies))
-            for dispatch, task, was_created in zip(dispatches, bodies, created, strict=True):
-                self.created.add(task["metadata"]["name"])
-                if was_created:
-                    ctrl.metrics.steps_dispatched.labels(definition.name, label_value(dispatch.queue)).inc()
         for command in commands:
             if isinstance(command, CancelTask):
                 name = task_name(meta["name"], meta["uid"], command.path, command.attempt)
@@ -384,6 +378,26 @@ class InstanceActor:
                     else "buffered until the workflow waits for it"
                 )
                 ctrl.spawn(ctrl.store.set_signal_status(self.namespace, name, phase, message))
+
+    async def _dispatch(self, body: JSON, definition: Definition, snapshot: Snapshot) -> None:
+        """Every attempt the checkpoint says is running must have its task: the ones just dispatched,
+        and any whose creation a crash or an API outage interrupted before."""
+        ctrl = self.controller
+        meta = body["metadata"]
+        dispatches = [
+            d
+            for d in in_flight(definition, snapshot)
+            if (name := task_name(meta["name"], meta["uid"], d.path, d.attempt)) not in self.tasks
+            and name not in self.created
+        ]
+        if not dispatches:
+            return
+        bodies = [task_body(body, definition.name, definition.hash, d) for d in dispatches]
+        created = await asyncio.gather(*(ctrl.store.create_task(self.namespace, b) for b in bodies))
+        for dispatch, task, was_created in zip(dispatches, bodies, created, strict=True):
+            self.created.add(task["metadata"]["name"])
+            if was_created:
+                ctrl.metrics.steps_dispatched.labels(definition.name, label_value(dispatch.queue)).inc()
 
     async def _finish_deletion(self, body: JSON, *, finished: bool) -> None:
         meta = body["metadata"]
@@ -473,6 +487,15 @@ class InstanceActor:
         store = self.controller.store
         await store.set_signal_status(self.namespace, body["metadata"]["name"], "Rejected", why)
         await store.post_event(body, "SignalRejected", why, warning=True)
+
+
+async def _both(first: Awaitable[T], second: Awaitable[Any]) -> tuple[T, Any]:
+    """Await both; if either failed, raise its error only once both are done."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results[0], results[1]  # type: ignore[return-value]
 
 
 def _arrival(body: JSON) -> tuple[str, int]:

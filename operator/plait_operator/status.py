@@ -102,10 +102,18 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
 
 
 def checkpoint_of(snapshot: Snapshot) -> str:
-    """The snapshot as the ``status.checkpoint`` string; its step summary lives in ``status.steps``."""
-    data = snapshot.to_data()
-    del data["steps"]
+    """The snapshot as the ``status.checkpoint`` string: compact (empty fields left out; every write
+    of it costs the API server in proportion to its size), its step summary in ``status.steps``."""
+    data = {key: value for key, value in snapshot.to_data().items() if value not in (None, [], {})}
+    data.pop("steps", None)
     return json.dumps(data, separators=(",", ":"))
+
+
+def changes(previous: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch from ``previous`` to ``status``: only what changed, removals as nulls."""
+    patch = {key: value for key, value in status.items() if previous.get(key) != value}
+    patch.update({key: None for key in previous if key not in status and previous[key] is not None})
+    return patch
 
 
 def snapshot_of(status: dict[str, Any]) -> Snapshot | None:
