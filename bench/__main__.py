@@ -59,6 +59,16 @@ def table(results: dict[str, Any]) -> str:
             "p50 <= 10",
         ),
         ("  API writes per step", k["api_writes_per_step"], "<= 4"),
+        (
+            f"  at {k['linear10_moderate_load']['instances_in_flight']} in flight: step p50 / p99 (ms)",
+            f"{k['linear10_moderate_load']['step_latency_p50_ms']} / {k['linear10_moderate_load']['step_latency_p99_ms']}",
+            "",
+        ),
+        (
+            "  ... dispatch p50 / p99 (ms)",
+            f"{k['linear10_moderate_load']['dispatch_latency_p50_ms']} / {k['linear10_moderate_load']['dispatch_latency_p99_ms']}",
+            "",
+        ),
         ("  raw ceiling: CR writes/s (same API server)", k["raw_ceiling_writes_per_second"], ""),
         (
             "  steps/s as a share of the ceiling's writes/s",

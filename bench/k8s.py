@@ -19,6 +19,7 @@ prints them and writes ``bench-results.json`` and the plots.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -61,6 +62,8 @@ class Sizes:
     """How much work each scenario does; ``quick`` is the smoke test's."""
 
     linear_instances: int = 300
+    latency_instances: int = 100
+    latency_in_flight: int = 8
     fanout_instances: int = 10
     signal_instances: int = 200
     scaling_levels: tuple[int, ...] = (100, 1000, 10000)
@@ -73,6 +76,8 @@ class Sizes:
     def quick(cls) -> Sizes:
         return cls(
             linear_instances=12,
+            latency_instances=6,
+            latency_in_flight=2,
             fanout_instances=2,
             signal_instances=6,
             scaling_levels=(5, 15),
@@ -268,7 +273,7 @@ def raw_ceiling(connection: Connection, kube: Kube, sizes: Sizes) -> dict[str, A
 # -- scenarios -------------------------------------------------------------------------------------
 
 
-def _create_instances(cluster: Cluster, prefix: str, workflow: str, count: int, value: Any = 0) -> None:
+def _create_instances(cluster: Cluster, prefix: str, workflow: str, count: int, value: Any = 0, start: int = 0) -> None:
     async def create_all() -> None:
         async with AsyncKube(cluster.connection, max_connections=32) as kube:
             semaphore = asyncio.Semaphore(32)
@@ -283,7 +288,7 @@ def _create_instances(cluster: Cluster, prefix: str, workflow: str, count: int, 
                     }
                     await kube.create(INSTANCES, body, cluster.namespace)
 
-            await asyncio.gather(*(one(n) for n in range(count)))
+            await asyncio.gather(*(one(n) for n in range(start, start + count)))
 
     asyncio.run(create_all())
 
@@ -349,7 +354,7 @@ def _step_latencies(tasks: dict[str, list[dict[str, Any]]]) -> list[float]:
             (t for t in attempts if (t.get("status") or {}).get("finishedAt")),
             key=lambda t: t["status"]["claim"]["claimedAt"],
         )
-        for previous, following in zip(done, done[1:], strict=False):
+        for previous, following in itertools.pairwise(done):
             out.append(
                 parse_rfc3339(following["status"]["claim"]["claimedAt"])
                 - parse_rfc3339(previous["status"]["finishedAt"])
@@ -399,11 +404,31 @@ def _plait_writes(before: Counter[tuple[str, str]], after: Counter[tuple[str, st
     return total
 
 
-def run_flow(cluster: Cluster, name: str, workflow: str, count: int, steps_each: int, timeout: float) -> Scenario:
+def run_flow(
+    cluster: Cluster,
+    name: str,
+    workflow: str,
+    count: int,
+    steps_each: int,
+    timeout: float,
+    in_flight: int | None = None,
+) -> Scenario:
+    """``count`` instances, all at once, or at most ``in_flight`` running at a time (a moderate load)."""
     before = cluster.writes()
     baseline = cluster.finished(workflow)
     started = time.monotonic()
-    _create_instances(cluster, name, workflow, count)
+    if in_flight is None:
+        _create_instances(cluster, name, workflow, count)
+    else:
+        created = 0
+        while created < count:
+            running = created - (cluster.finished(workflow) - baseline)
+            if running < in_flight:
+                _create_instances(
+                    cluster, name, workflow, min(in_flight - int(running), count - created), start=created
+                )
+                created += min(in_flight - int(running), count - created)
+            time.sleep(0.02)
     _wait(lambda: cluster.finished(workflow) - baseline >= count, timeout, f"{count} {workflow} instances")
     seconds = time.monotonic() - started
     writes = _plait_writes(before, cluster.writes())
@@ -461,6 +486,11 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
         log(f"linear: {sizes.linear_instances} instances of a 10-step flow ...")
         linear = run_flow(under_test, "linear", "bench-linear10", sizes.linear_instances, 10, 900)
         log(f"  {linear.summary()}")
+        log(f"latency: {sizes.latency_instances} instances, {sizes.latency_in_flight} at a time ...")
+        moderate = run_flow(
+            under_test, "latency", "bench-linear10", sizes.latency_instances, 10, 900, in_flight=sizes.latency_in_flight
+        )
+        log(f"  {moderate.summary()}")
         log(f"fan-out: {sizes.fanout_instances} instances of a fan-out of 50 ...")
         fanout = run_flow(under_test, "fanout", "bench-fanout50", sizes.fanout_instances, 51, 900)
         log(f"  {fanout.summary()}")
@@ -493,6 +523,7 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
             "workers": sizes.workers,
             "worker_concurrency": sizes.concurrency,
             "linear10": linear_summary,
+            "linear10_moderate_load": {"instances_in_flight": sizes.latency_in_flight, **moderate.summary()},
             "fanout50": fanout.summary(),
             "signal": {**signals.summary(), **signal_extra},
             "scaling": scaling,
@@ -500,6 +531,7 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
         results["_latencies"] = {
             "step_to_step": linear.step_latencies,
             "dispatch": linear.dispatch_latencies,
+            "step_to_step_moderate_load": moderate.step_latencies,
             "signal_to_step": signals.step_latencies,
         }
     return results
