@@ -1,15 +1,16 @@
 """Throughput and latency through the real API server, beside that API server's own ceiling.
 
-One run starts a fresh local control plane, measures the raw ceiling (custom-resource creates and
-status patches per second a Python client gets, at the concurrency that maximises it), then runs
-a real operator and real workers and measures, with warm-up:
+One run starts a fresh local control plane, runs a real operator and real workers and measures,
+after a warm-up:
 
 - a 10-step linear flow over many instances: end-to-end steps per second, step-to-step latency
   (a step's result recorded to the next step claimed), dispatch latency (task created to task
   claimed), API writes per step counted from the API server's own ``apiserver_request_total``;
 - a fan-out of 50 with a join, and a signal-driven flow (signal sent to the next step claimed);
 - how steps per second, latency and the operator's memory change from 100 to 10,000 instances in
-  flight (instances that ran a step and wait for a signal).
+  flight (instances that ran a step and wait for a signal);
+- last, with plait stopped, the raw ceiling: custom-resource creates and status patches per
+  second a Python client gets from the same API server, at the concurrency that maximises it.
 
 Completion is read from the operator's ``/metrics``, never by listing instances, so the harness
 adds no load to the API server it measures. ``run()`` returns the figures; ``python -m bench``
@@ -141,13 +142,16 @@ class Cluster:
             _wait_ready(port)
 
     def stop_processes(self) -> None:
-        for process in [*self.workers, *([self.operator] if self.operator else [])]:
-            process.terminate()
-        for process in [*self.workers, *([self.operator] if self.operator else [])]:
+        processes = [*self.workers, *([self.operator] if self.operator else [])]
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
     def operator_metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.operator_port}/metrics", timeout=10).text
@@ -223,7 +227,7 @@ def cluster(sizes: Sizes, plane: ControlPlane | None = None) -> Iterator[Cluster
         kube.close()
         if own:
             plane.stop()
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # -- the raw ceiling -------------------------------------------------------------------------------
@@ -478,9 +482,6 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
     sizes = Sizes.quick() if quick else Sizes()
     results: dict[str, Any] = {}
     with cluster(sizes, plane) as under_test:
-        log("measuring the raw ceiling of the API server ...")
-        ceiling = raw_ceiling(under_test.connection, under_test.kube, sizes)
-        log(f"  {ceiling['writes_per_second']:.0f} writes/s at concurrency {ceiling['best_concurrency']}")
         log("warming up ...")
         run_flow(under_test, "warmup", "bench-linear10", max(4, sizes.linear_instances // 10), 10, 300)
         log(f"linear: {sizes.linear_instances} instances of a 10-step flow ...")
@@ -507,6 +508,12 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
             log(f"  {point}")
         operator_rss = rss_mb(under_test.operator.pid) if under_test.operator else 0.0
         worker_rss = [rss_mb(w.pid) for w in under_test.workers]
+        # The ceiling is the API server's alone, so measured last: the objects it writes would
+        # load whatever came after it.
+        under_test.stop_processes()
+        log("measuring the raw ceiling of the API server ...")
+        ceiling = raw_ceiling(under_test.connection, under_test.kube, sizes)
+        log(f"  {ceiling['writes_per_second']:.0f} writes/s at concurrency {ceiling['best_concurrency']}")
         linear_summary = linear.summary()
         results["k8s"] = {
             "steps_per_second": linear_summary["steps_per_second"],

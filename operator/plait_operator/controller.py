@@ -64,6 +64,9 @@ class Controller:
         self._background: set[asyncio.Task[Any]] = set()
         self._ttl_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        # At most this many instances reconcile at once: thousands of them waking together (a
+        # restart, a burst of signals) queue here instead of flooding the API server.
+        self.reconcile_slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

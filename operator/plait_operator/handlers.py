@@ -73,5 +73,4 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.watching.client_timeout = 330
     settings.networking.error_backoffs = [0.5, 1, 2, 3, 5, 8]
     settings.networking.request_timeout = 30
-    settings.queueing.idle_timeout = 60
     return settings

@@ -91,7 +91,7 @@ class InstanceActor:
 
     def observe_instance(self, body: JSON) -> None:
         if newer(body, self.body):
-            self.body = body
+            self.body = _slim(body)
             self.poke()
 
     def observe_task(self, event_type: str, body: JSON) -> None:
@@ -102,7 +102,7 @@ class InstanceActor:
             return
         previous = self.tasks.get(name)
         if previous is None or newer(body, previous):
-            self.tasks[name] = body
+            self.tasks[name] = _slim(body, keep_input=False)
             if ((body.get("status") or {}).get("phase")) in TASK_RESULT_PHASES:
                 self.poke()
 
@@ -135,7 +135,8 @@ class InstanceActor:
             self._wakeup.clear()
             started = time.perf_counter()
             try:
-                await self._reconcile()
+                async with self.controller.reconcile_slots:
+                    await self._reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -176,7 +177,7 @@ class InstanceActor:
                 fresh = await store.get_instance(self.namespace, self.name)
                 if fresh is None:
                     return
-                self.body = fresh
+                self.body = _slim(fresh)
         raise RuntimeError(f"instance {self.namespace}/{self.name} kept changing under the operator")
 
     async def _reconcile_once(self, body: JSON) -> None:
@@ -213,11 +214,13 @@ class InstanceActor:
                 await self._reject(body, invalid)
                 return
             if FINALIZER not in (meta.get("finalizers") or []):
-                body = self.body = await ctrl.store.add_finalizer(body)
+                body = self.body = _slim(await ctrl.store.add_finalizer(body))
             snapshot = new_snapshot(definition, self.name)
             events.append(Started(spec.get("input")))
             ctrl.spawn(
-                ctrl.store.post_event(body, "Started", f"running workflow {definition.name!r} version {definition.hash[:12]}")
+                ctrl.store.post_event(
+                    body, "Started", f"running workflow {definition.name!r} version {definition.hash[:12]}"
+                )
             )
 
         was_paused = snapshot.paused is not None
@@ -236,7 +239,7 @@ class InstanceActor:
             # reconcile reaches the same tasks (a repeated create is a harmless 409).
             patch = changes(body.get("status") or {}, render(body, definition, snapshot))
             written, _ = await _both(ctrl.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
-            body = self.body = written
+            body = self.body = _slim(written)
         else:
             await self._dispatch(body, definition, snapshot)
         acknowledgements = [
@@ -496,6 +499,16 @@ async def _both(first: Awaitable[T], second: Awaitable[Any]) -> tuple[T, Any]:
         if isinstance(result, BaseException):
             raise result
     return results[0], results[1]  # type: ignore[return-value]
+
+
+def _slim(body: JSON, *, keep_input: bool = True) -> JSON:
+    """What the actor keeps of an object: no managedFields, and for tasks no input (memory stays
+    proportional to the instances in flight, not to the size of their history)."""
+    meta = {key: value for key, value in body["metadata"].items() if key != "managedFields"}
+    slim = {**body, "metadata": meta}
+    if not keep_input and "input" in (body.get("spec") or {}):
+        slim["spec"] = {key: value for key, value in body["spec"].items() if key != "input"}
+    return slim
 
 
 def _arrival(body: JSON) -> tuple[str, int]:

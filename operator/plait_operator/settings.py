@@ -14,6 +14,7 @@ class OperatorSettings:
     default_ttl_seconds: int | None = None  # for instances without spec.ttlSecondsAfterFinished
     lease_grace_seconds: float = 2.0  # beyond a task's lease before it counts as lost
     orphan_grace_seconds: float = 5.0  # a signal for a missing instance waits this long for it
+    max_concurrent_reconciles: int = 64
     leader_election: bool = True
     leader_namespace: str = "default"
     leader_lease_name: str = "plait-operator"

@@ -165,8 +165,9 @@ class AsyncKube:
         self.connection = connection
         self._requests = _Requests(connection)
         self._ssl = connection.ssl_context()
-        # sock_connect bounds a TCP connect; waiting for a free pooled connection is not an error.
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10.0)
+        # Bounds on the connect and on silence from the server, none on the whole request: waiting
+        # for a free pooled connection is back-pressure, not an error.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=timeout)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
