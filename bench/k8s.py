@@ -64,7 +64,7 @@ class Sizes:
 
     linear_instances: int = 300
     latency_instances: int = 100
-    latency_in_flight: int = 8
+    latency_in_flight: int = 4
     fanout_instances: int = 10
     signal_instances: int = 200
     scaling_levels: tuple[int, ...] = (100, 1000, 10000)

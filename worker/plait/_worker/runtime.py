@@ -492,7 +492,7 @@ class Worker:
         task.add_done_callback(self._background.discard)
 
 
-_CLAIM_STAGGER_SECONDS = 0.5
+_CLAIM_STAGGER_SECONDS = 2.0
 _PEER_MEMORY_SECONDS = 15.0
 
 
