@@ -112,10 +112,12 @@ def nap(seconds: float) -> float:
     mark("nap-start")
     deadline = time.monotonic() + seconds
     ctx = get_task_context()
-    while time.monotonic() < deadline:
-        if ctx is not None and ctx.is_cancelled():
+    while True:
+        if ctx is not None and ctx.is_cancelled():  # checked once more after the last sleep, too
             mark("nap-cancelled")
             return -1
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.05)
     mark("nap-end")
     return seconds
