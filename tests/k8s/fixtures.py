@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,14 +63,13 @@ def marks_dir(tmp_path: Path) -> Path:
     return tmp_path / "marks"
 
 
-@pytest.fixture
-def start_worker(tmp_path: Path, marks_dir: Path) -> Iterator[Callable[..., PlaitProcess]]:
-    """``start_worker(namespace, *extra_args, module=...)``: a worker process, stopped after the test."""
+@contextmanager
+def _started(tmp_path: Path, kind: str) -> Iterator[Callable[[list[str], dict[str, str] | None], PlaitProcess]]:
+    """Start processes of one kind; kill them after the test and print their log tails."""
     started: list[PlaitProcess] = []
 
-    def start(namespace: str, *extra: str, module: str = "tests.k8s.flows") -> PlaitProcess:
-        log = tmp_path / f"worker-{len(started)}.log"
-        process = PlaitProcess(worker_args(namespace, module, *extra), log, env={"PLAIT_TEST_MARKS": str(marks_dir)})
+    def start(args: list[str], env: dict[str, str] | None = None) -> PlaitProcess:
+        process = PlaitProcess(args, tmp_path / f"{kind}-{len(started)}.log", env=env)
         started.append(process.start())
         return process
 
@@ -78,21 +78,21 @@ def start_worker(tmp_path: Path, marks_dir: Path) -> Iterator[Callable[..., Plai
         if process.alive():
             process.kill()
         print(f"--- {process.log.name} tail ---\n{_tail(process)}")
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, marks_dir: Path) -> Iterator[Callable[..., PlaitProcess]]:
+    """``start_worker(namespace, *extra_args, module=...)``: a worker process, stopped after the test."""
+    with _started(tmp_path, "worker") as start:
+
+        def worker(namespace: str, *extra: str, module: str = "tests.k8s.flows") -> PlaitProcess:
+            return start(worker_args(namespace, module, *extra), {"PLAIT_TEST_MARKS": str(marks_dir)})
+
+        yield worker
 
 
 @pytest.fixture
 def start_operator(tmp_path: Path) -> Iterator[Callable[..., PlaitProcess]]:
     """``start_operator(*extra_args)``: a private operator process, stopped after the test."""
-    started: list[PlaitProcess] = []
-
-    def start(*extra: str) -> PlaitProcess:
-        log = tmp_path / f"operator-{len(started)}.log"
-        process = PlaitProcess(operator_args(*extra), log)
-        started.append(process.start())
-        return process
-
-    yield start
-    for process in started:
-        if process.alive():
-            process.kill()
-        print(f"--- {process.log.name} tail ---\n{_tail(process)}")
+    with _started(tmp_path, "operator") as start:
+        yield lambda *extra: start(operator_args(*extra), None)

@@ -128,6 +128,63 @@ class _Requests:
         return headers
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One request, built the same way for both clients."""
+
+    method: str
+    path: str
+    params: dict[str, str] | None = None
+    body: bytes | None = None
+    content_type: str | None = None
+
+
+def _get(resource: Resource, name: str, namespace: str | None) -> _Call:
+    return _Call("GET", resource.path(namespace, name))
+
+
+def _list(
+    resource: Resource, namespace: str | None, label_selector: str | None, field_selector: str | None, limit: int | None
+) -> _Call:
+    params = _params(labelSelector=label_selector, fieldSelector=field_selector, limit=limit)
+    return _Call("GET", resource.path(namespace), params)
+
+
+def _create(resource: Resource, body: JSON, namespace: str | None, dry_run: bool) -> _Call:
+    params = _params(dryRun="All" if dry_run else None)
+    return _Call("POST", resource.path(namespace), params, _encode(body), "application/json")
+
+
+def _patch(
+    resource: Resource,
+    name: str,
+    patch: Any,
+    namespace: str | None,
+    subresource: str | None,
+    patch_type: PatchType,
+    field_manager: str | None,
+    force: bool | None,
+) -> _Call:
+    params = _params(fieldManager=field_manager, force="true" if force else None)
+    path = resource.path(namespace, name, subresource)
+    return _Call("PATCH", path, params, _encode(patch), _PATCH_CONTENT_TYPES[patch_type])
+
+
+def _delete(
+    resource: Resource,
+    name: str | None,
+    namespace: str | None,
+    propagation: str | None,
+    label_selector: str | None = None,
+) -> _Call:
+    """One object (``name``), or every object ``label_selector`` picks (deletecollection)."""
+    options: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
+    if propagation:
+        options["propagationPolicy"] = propagation
+    params = _params(labelSelector=label_selector)
+    return _Call("DELETE", resource.path(namespace, name), params, _encode(options), "application/json")
+
+
 def _watch_params(
     resource_version: str | None, label_selector: str | None, field_selector: str | None, timeout_seconds: int
 ) -> dict[str, str]:
@@ -224,8 +281,13 @@ class AsyncKube:
         result: JSON = json.loads(payload)
         return result
 
+    async def _call(self, call: _Call) -> JSON:
+        return await self._send(
+            call.method, call.path, params=call.params, body=call.body, content_type=call.content_type
+        )
+
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
-        return await self._send("GET", resource.path(namespace, name))
+        return await self._call(_get(resource, name, namespace))
 
     async def list(
         self,
@@ -235,20 +297,13 @@ class AsyncKube:
         label_selector: str | None = None,
         field_selector: str | None = None,
         limit: int | None = None,
-        continue_token: str | None = None,
     ) -> JSON:
-        params = _params(
-            labelSelector=label_selector, fieldSelector=field_selector, limit=limit, **{"continue": continue_token}
-        )
-        return await self._send("GET", resource.path(namespace), params=params)
+        return await self._call(_list(resource, namespace, label_selector, field_selector, limit))
 
     async def create(
         self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False
     ) -> JSON:
-        params = _params(dryRun="All" if dry_run else None)
-        return await self._send(
-            "POST", resource.path(namespace), params=params, body=_encode(body), content_type="application/json"
-        )
+        return await self._call(_create(resource, body, namespace, dry_run))
 
     async def patch(
         self,
@@ -262,42 +317,15 @@ class AsyncKube:
         field_manager: str | None = None,
         force: bool | None = None,
     ) -> JSON:
-        params = _params(fieldManager=field_manager, force="true" if force else None)
-        return await self._send(
-            "PATCH",
-            resource.path(namespace, name, subresource),
-            params=params,
-            body=_encode(patch),
-            content_type=_PATCH_CONTENT_TYPES[patch_type],
-        )
+        return await self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
 
     async def delete(
-        self,
-        resource: Resource,
-        name: str,
-        namespace: str | None = None,
-        *,
-        propagation: str | None = None,
-        resource_version: str | None = None,
+        self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
     ) -> JSON:
-        options: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
-        if propagation:
-            options["propagationPolicy"] = propagation
-        if resource_version:
-            options["preconditions"] = {"resourceVersion": resource_version}
-        return await self._send(
-            "DELETE", resource.path(namespace, name), body=_encode(options), content_type="application/json"
-        )
+        return await self._call(_delete(resource, name, namespace, propagation))
 
     async def delete_collection(self, resource: Resource, namespace: str, *, label_selector: str) -> JSON:
-        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
-        return await self._send(
-            "DELETE",
-            resource.path(namespace),
-            params=_params(labelSelector=label_selector),
-            body=_encode(options),
-            content_type="application/json",
-        )
+        return await self._call(_delete(resource, None, namespace, "Background", label_selector))
 
     async def watch(
         self,
@@ -387,8 +415,11 @@ class Kube:
         result: JSON = response.json()
         return result
 
+    def _call(self, call: _Call) -> JSON:
+        return self._send(call.method, call.path, params=call.params, body=call.body, content_type=call.content_type)
+
     def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
-        return self._send("GET", resource.path(namespace, name))
+        return self._call(_get(resource, name, namespace))
 
     def list(
         self,
@@ -399,17 +430,10 @@ class Kube:
         field_selector: str | None = None,
         limit: int | None = None,
     ) -> JSON:
-        params = _params(labelSelector=label_selector, fieldSelector=field_selector, limit=limit)
-        return self._send("GET", resource.path(namespace), params=params)
+        return self._call(_list(resource, namespace, label_selector, field_selector, limit))
 
     def create(self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False) -> JSON:
-        return self._send(
-            "POST",
-            resource.path(namespace),
-            params=_params(dryRun="All" if dry_run else None),
-            body=_encode(body),
-            content_type="application/json",
-        )
+        return self._call(_create(resource, body, namespace, dry_run))
 
     def patch(
         self,
@@ -423,24 +447,12 @@ class Kube:
         field_manager: str | None = None,
         force: bool | None = None,
     ) -> JSON:
-        params = _params(fieldManager=field_manager, force="true" if force else None)
-        return self._send(
-            "PATCH",
-            resource.path(namespace, name, subresource),
-            params=params,
-            body=_encode(patch),
-            content_type=_PATCH_CONTENT_TYPES[patch_type],
-        )
+        return self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
 
     def delete(
         self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
     ) -> JSON:
-        options: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
-        if propagation:
-            options["propagationPolicy"] = propagation
-        return self._send(
-            "DELETE", resource.path(namespace, name), body=_encode(options), content_type="application/json"
-        )
+        return self._call(_delete(resource, name, namespace, propagation))
 
     def watch(
         self,

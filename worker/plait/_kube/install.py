@@ -41,9 +41,13 @@ def apply_crds(kube: Kube, crds: Iterable[JSON], *, timeout: float = 30.0) -> No
 
 
 def _served(kube: Kube, crd: JSON) -> bool:
-    """Established is not enough: the resource's storage may still be initializing (429)."""
+    """Established is not enough: the resource must be in discovery (kopf finds resources there)
+    and its storage ready (it answers 429 while initializing)."""
     spec = crd["spec"]
     resource = Resource(spec["group"], spec["versions"][0]["name"], spec["names"]["plural"], spec["names"]["kind"])
+    discovery = kube.raw("GET", f"/apis/{resource.group}/{resource.version}")
+    if discovery.status_code != 200 or resource.plural not in {r["name"] for r in discovery.json().get("resources", [])}:
+        return False
     try:
         kube.list(resource, limit=1)
     except ClusterError:
