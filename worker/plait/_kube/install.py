@@ -46,7 +46,9 @@ def _served(kube: Kube, crd: JSON) -> bool:
     spec = crd["spec"]
     resource = Resource(spec["group"], spec["versions"][0]["name"], spec["names"]["plural"], spec["names"]["kind"])
     discovery = kube.raw("GET", f"/apis/{resource.group}/{resource.version}")
-    if discovery.status_code != 200 or resource.plural not in {r["name"] for r in discovery.json().get("resources", [])}:
+    if discovery.status_code != 200 or resource.plural not in {
+        r["name"] for r in discovery.json().get("resources", [])
+    }:
         return False
     try:
         kube.list(resource, limit=1)

@@ -214,7 +214,8 @@ class Worker:
                 heapq.heappush(self._delayed, (time.monotonic() + delay, name))
             else:
                 heapq.heappush(self._ready, _order(body, preferred=True))
-        self.backlog[name] = body
+        # Thousands may wait here at once: keep what claiming needs, not the managedFields.
+        self.backlog[name] = {**body, "metadata": {k: v for k, v in body["metadata"].items() if k != "managedFields"}}
         self._fill()
 
     def _fill(self) -> None:
