@@ -115,8 +115,9 @@ def test_a_frozen_worker_loses_its_claim_and_its_late_result_is_refused(
     by_pid = collections.defaultdict(list)
     for name, _, pid, _, _ in lines:
         by_pid[pid].append(name)
-    # The frozen attempt noticed its lease was gone as soon as it thawed and stopped itself.
-    assert by_pid[str(frozen.pid)] == ["nap-start", "nap-cancelled"]
+    # The frozen attempt noticed its lease was gone as soon as it thawed and stopped itself (the
+    # thawed worker is healthy again and may well run the next step: only its naps matter here).
+    assert [name for name in by_pid[str(frozen.pid)] if name.startswith("nap")] == ["nap-start", "nap-cancelled"]
     assert by_pid[str(thawed_by.pid)][:2] == ["nap-start", "nap-end"]
     attempts = sorted(
         (
