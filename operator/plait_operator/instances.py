@@ -186,6 +186,7 @@ class InstanceActor:
         meta = body["metadata"]
         spec = body.get("spec") or {}
         events: list[Event] = []
+        starting = False
         restored = snapshot_of(status)
         if restored is not None:
             snapshot = restored
@@ -217,11 +218,7 @@ class InstanceActor:
                 body = self.body = _slim(await ctrl.store.add_finalizer(body))
             snapshot = new_snapshot(definition, self.name)
             events.append(Started(spec.get("input")))
-            ctrl.spawn(
-                ctrl.store.post_event(
-                    body, "Started", f"running workflow {definition.name!r} version {definition.hash[:12]}"
-                )
-            )
+            starting = True
 
         was_paused = snapshot.paused is not None
         was_finished = snapshot.finished
@@ -240,6 +237,9 @@ class InstanceActor:
             patch = changes(body.get("status") or {}, render(body, definition, snapshot))
             written, _ = await _both(ctrl.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
             body = self.body = _slim(written)
+            if starting:
+                message = f"running workflow {definition.name!r} version {definition.hash[:12]}"
+                ctrl.spawn(ctrl.store.post_event(body, "Started", message))
         else:
             await self._dispatch(body, definition, snapshot)
         acknowledgements = [

@@ -42,9 +42,6 @@ class UnclaimedTasks:
         """The task was claimed, finished, stopped or deleted."""
         self._tasks.pop(key, None)
 
-    def depth(self, queue: str) -> int:
-        return sum(1 for q, _ in self._tasks.values() if q == queue)
-
     def describe(self) -> Iterable[Metric]:
         return self._families()
 

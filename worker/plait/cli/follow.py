@@ -233,10 +233,13 @@ def follow(
     """
     stop_phases = set(until) | set(FINISHED_PHASES)
     updates: queue.Queue[JSON | BaseException] = queue.Queue()
+    # The watch has a client (a connection pool) of its own: an HTTPS connection must never be
+    # shared between threads. Closing it when we return ends the thread.
+    watcher = Kube(kube.connection)
 
     def pump() -> None:
         try:
-            for body in watch_instance(kube, namespace, name):
+            for body in watch_instance(watcher, namespace, name):
                 updates.put(body)
         except BaseException as error:  # handed over to the caller's thread
             updates.put(error)
@@ -274,6 +277,7 @@ def follow(
             if phase_of(instance) in stop_phases:
                 return Outcome(instance, reached=True)
     finally:
+        watcher.close()
         if display is not None:
             display.close()
 
