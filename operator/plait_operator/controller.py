@@ -31,7 +31,7 @@ from plait._kube.models import (
 )
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
-from plait_operator.instances import InstanceActor
+from plait_operator.instances import InstanceActor, revision
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store, task_name
@@ -63,6 +63,10 @@ class Controller:
         self._leases: dict[tuple[str, str], _Lease] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._ttl_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        # Finished instances whose actor retired: the resourceVersion it last saw. Watch events
+        # lag under load; an older event must not bring back an actor that would act on a stale
+        # checkpoint (re-creating tasks that already ran, each a wasted request).
+        self._retired: dict[tuple[str, str], int] = {}
         self._sweeper: asyncio.Task[None] | None = None
         # At most this many instances reconcile at once: thousands of them waking together (a
         # restart, a burst of signals) queue here instead of flooding the API server.
@@ -108,6 +112,8 @@ class Controller:
         if self.actors.get(key) is actor:
             del self.actors[key]
             self.spawn(actor.close())
+        if actor.body is not None:
+            self._retired[key] = revision(actor.body)
         previous = self._ttl_timers.pop(key, None)
         if previous is not None:
             previous.cancel()
@@ -142,8 +148,14 @@ class Controller:
             timer = self._ttl_timers.pop(key, None)
             if timer is not None:
                 timer.cancel()
+            self._retired.pop(key, None)
             self._forget_phase(key)
             return
+        retired = self._retired.get(key)
+        if retired is not None:
+            if revision(body) <= retired:
+                return  # a late event from before it finished
+            del self._retired[key]  # changed since (an annotation, a deletion): an actor looks at it
         self.actor(*key).observe_instance(body)
 
     async def on_task(self, event_type: str | None, body: JSON) -> None:
@@ -151,9 +163,15 @@ class Controller:
         namespace = meta["namespace"]
         key = (namespace, meta["name"])
         self._track_lease(event_type, key, body)
-        actor = self.actors.get((namespace, spec.get("instance", "")))
-        if actor is None and event_type != "DELETED" and (body.get("status") or {}).get("phase") in TASK_RESULT_PHASES:
-            actor = self.actor(namespace, spec.get("instance", ""))  # a result for an instance without an actor
+        instance = (namespace, spec.get("instance", ""))
+        actor = self.actors.get(instance)
+        if (
+            actor is None
+            and instance not in self._retired  # a finished instance takes no more results
+            and event_type != "DELETED"
+            and (body.get("status") or {}).get("phase") in TASK_RESULT_PHASES
+        ):
+            actor = self.actor(*instance)  # a result for an instance without an actor (after a restart)
         if actor is not None:
             actor.observe_task(event_type or "ADDED", body)
 
@@ -294,3 +312,4 @@ class Controller:
                         self.spawn(
                             self.store.post_event(actor.body, "LeaseExpired", f"task {key[1]}: {message}", warning=True)
                         )
+

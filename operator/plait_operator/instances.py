@@ -62,14 +62,16 @@ _MAX_CONFLICT_RETRIES = 8
 T = TypeVar("T")
 
 
-def newer(candidate: JSON, current: JSON | None) -> bool:
-    """Whether ``candidate`` is newer than ``current`` (resourceVersions are etcd revisions)."""
-    if current is None:
-        return True
+def revision(body: JSON) -> int:
+    """An object's resourceVersion as a number (they are etcd revisions: later writes, larger numbers)."""
     try:
-        return int(candidate["metadata"]["resourceVersion"]) > int(current["metadata"]["resourceVersion"])
+        return int(body["metadata"]["resourceVersion"])
     except (KeyError, ValueError):
-        return True
+        return 0
+
+
+def newer(candidate: JSON, current: JSON | None) -> bool:
+    return current is None or revision(candidate) > revision(current)
 
 
 class InstanceActor:
