@@ -3,9 +3,13 @@
 One run starts a fresh local control plane, runs a real operator and real workers and measures,
 after a warm-up:
 
-- a 10-step linear flow over many instances: end-to-end steps per second, step-to-step latency
-  (a step's result recorded to the next step claimed), dispatch latency (task created to task
-  claimed), API writes per step counted from the API server's own ``apiserver_request_total``;
+- a 10-step linear flow over many instances at once (saturation): end-to-end steps per second and
+  API writes per step counted from the API server's own ``apiserver_request_total`` (in total and
+  by resource and verb);
+- the same flow with 1, 2, 4, 8 instances in flight: step-to-step latency (a step's result recorded
+  to the next step claimed) and dispatch latency (task created to task claimed) as the load grows.
+  The headline latency is the level whose throughput is nearest half the saturated one: latency
+  at saturation is queueing, set by how many instances wait, not by plait;
 - a fan-out of 50 with a join, and a signal-driven flow (signal sent to the next step claimed);
 - how steps per second, latency and the operator's memory change from 100 to 10,000 instances in
   flight (instances that ran a step and wait for a signal);
@@ -63,8 +67,8 @@ class Sizes:
     """How much work each scenario does; ``quick`` is the smoke test's."""
 
     linear_instances: int = 300
-    latency_instances: int = 100
-    latency_in_flight: int = 4
+    latency_instances: int = 60  # per load level
+    latency_in_flight: tuple[int, ...] = (1, 2, 4, 8)
     fanout_instances: int = 10
     signal_instances: int = 200
     scaling_levels: tuple[int, ...] = (100, 1000, 10000)
@@ -77,8 +81,8 @@ class Sizes:
     def quick(cls) -> Sizes:
         return cls(
             linear_instances=12,
-            latency_instances=6,
-            latency_in_flight=2,
+            latency_instances=4,
+            latency_in_flight=(1, 2),
             fanout_instances=2,
             signal_instances=6,
             scaling_levels=(5, 15),
@@ -163,7 +167,7 @@ class Cluster:
         return _sample_sum(self.operator_metrics(), "plait_instances", workflow=workflow, phase="AwaitingSignal")
 
     def writes(self) -> Counter[tuple[str, str]]:
-        """Successful writes the API server counted, by (resource, verb)."""
+        """Successful writes the API server counted, by (resource or resource/subresource, verb)."""
         text = self.kube.raw("GET", "/metrics").text
         counts: Counter[tuple[str, str]] = Counter()
         for line in text.splitlines():
@@ -171,7 +175,8 @@ class Cluster:
                 continue
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
             if labels.get("verb") in WRITE_VERBS and labels.get("code", "").startswith("2"):
-                counts[(labels.get("resource", ""), labels["verb"])] += int(float(line.rsplit(" ", 1)[1]))
+                resource = "/".join(filter(None, (labels.get("resource", ""), labels.get("subresource"))))
+                counts[(resource, labels["verb"])] += int(float(line.rsplit(" ", 1)[1]))
         return counts
 
 
@@ -328,7 +333,7 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise RuntimeError(f"benchmark timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.1)  # each look is a scrape of the operator's /metrics: keep the harness's load small
 
 
 def _tasks(cluster: Cluster, prefix: str) -> dict[str, list[dict[str, Any]]]:
@@ -372,7 +377,7 @@ class Scenario:
     instances: int
     steps: int
     seconds: float
-    plait_writes: int
+    plait_writes: Counter[str]  # by "resource verb"
     step_latencies: list[float]
     dispatch_latencies: list[float]
 
@@ -389,7 +394,10 @@ class Scenario:
             "steps": self.steps,
             "seconds": round(self.seconds, 2),
             "steps_per_second": round(self.steps_per_second, 1),
-            "api_writes_per_step": round(self.plait_writes / self.steps, 2),
+            "api_writes_per_step": round(sum(self.plait_writes.values()) / self.steps, 2),
+            "api_writes_per_step_by_kind": {
+                kind: round(count / self.steps, 2) for kind, count in sorted(self.plait_writes.items())
+            },
             "step_latency_p50_ms": ms(percentile(self.step_latencies, 0.5)),
             "step_latency_p99_ms": ms(percentile(self.step_latencies, 0.99)),
             "dispatch_latency_p50_ms": ms(percentile(self.dispatch_latencies, 0.5)),
@@ -397,15 +405,16 @@ class Scenario:
         }
 
 
-def _plait_writes(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]]) -> int:
-    """Writes plait made: everything on its resources except the harness's own instance and signal creations."""
-    total = 0
+def _plait_writes(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]]) -> Counter[str]:
+    """Writes plait made, by "resource verb": everything on its resources except the harness's own
+    instance and signal creations."""
+    made: Counter[str] = Counter()
     for (resource, verb), count in (after - before).items():
-        if resource in PLAIT_RESOURCES and not (
+        if resource.split("/")[0] in PLAIT_RESOURCES and not (
             resource in ("workflowinstances", "workflowsignals") and verb == "POST"
         ):
-            total += count
-    return total
+            made[f"{resource} {verb}"] += count
+    return made
 
 
 def run_flow(
@@ -432,7 +441,7 @@ def run_flow(
                     cluster, name, workflow, min(in_flight - int(running), count - created), start=created
                 )
                 created += min(in_flight - int(running), count - created)
-            time.sleep(0.02)
+            time.sleep(0.05)
     _wait(lambda: cluster.finished(workflow) - baseline >= count, timeout, f"{count} {workflow} instances")
     seconds = time.monotonic() - started
     writes = _plait_writes(before, cluster.writes())
@@ -487,11 +496,16 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
         log(f"linear: {sizes.linear_instances} instances of a 10-step flow ...")
         linear = run_flow(under_test, "linear", "bench-linear10", sizes.linear_instances, 10, 900)
         log(f"  {linear.summary()}")
-        log(f"latency: {sizes.latency_instances} instances, {sizes.latency_in_flight} at a time ...")
-        moderate = run_flow(
-            under_test, "latency", "bench-linear10", sizes.latency_instances, 10, 900, in_flight=sizes.latency_in_flight
-        )
-        log(f"  {moderate.summary()}")
+        load_curve = []
+        for level in sizes.latency_in_flight:
+            log(f"latency: {sizes.latency_instances} instances, {level} at a time ...")
+            scenario = run_flow(
+                under_test, f"latency{level}", "bench-linear10", sizes.latency_instances, 10, 900, in_flight=level
+            )
+            load_curve.append((level, scenario))
+            log(f"  {scenario.summary()}")
+        half_load = linear.steps_per_second / 2
+        headline_level, headline = min(load_curve, key=lambda point: abs(point[1].steps_per_second - half_load))
         log(f"fan-out: {sizes.fanout_instances} instances of a fan-out of 50 ...")
         fanout = run_flow(under_test, "fanout", "bench-fanout50", sizes.fanout_instances, 51, 900)
         log(f"  {fanout.summary()}")
@@ -515,13 +529,20 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
         ceiling = raw_ceiling(under_test.connection, under_test.kube, sizes)
         log(f"  {ceiling['writes_per_second']:.0f} writes/s at concurrency {ceiling['best_concurrency']}")
         linear_summary = linear.summary()
+        latency = headline.summary()
         results["k8s"] = {
             "steps_per_second": linear_summary["steps_per_second"],
-            "step_latency_p50_ms": linear_summary["step_latency_p50_ms"],
-            "step_latency_p99_ms": linear_summary["step_latency_p99_ms"],
-            "dispatch_latency_p50_ms": linear_summary["dispatch_latency_p50_ms"],
-            "dispatch_latency_p99_ms": linear_summary["dispatch_latency_p99_ms"],
+            "step_latency_p50_ms": latency["step_latency_p50_ms"],
+            "step_latency_p99_ms": latency["step_latency_p99_ms"],
+            "dispatch_latency_p50_ms": latency["dispatch_latency_p50_ms"],
+            "dispatch_latency_p99_ms": latency["dispatch_latency_p99_ms"],
+            "latency_measured_at": {
+                "instances_in_flight": headline_level,
+                "steps_per_second": latency["steps_per_second"],
+                "share_of_saturated_throughput": round(headline.steps_per_second / linear.steps_per_second, 2),
+            },
             "api_writes_per_step": linear_summary["api_writes_per_step"],
+            "api_writes_per_step_by_kind": linear_summary["api_writes_per_step_by_kind"],
             "raw_ceiling_writes_per_second": round(ceiling["writes_per_second"], 1),
             "raw_ceiling": ceiling,
             "operator_rss_mb": round(operator_rss, 1),
@@ -529,16 +550,18 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
             "instances_in_flight_max": max(sizes.scaling_levels),
             "workers": sizes.workers,
             "worker_concurrency": sizes.concurrency,
-            "linear10": linear_summary,
-            "linear10_moderate_load": {"instances_in_flight": sizes.latency_in_flight, **moderate.summary()},
+            "linear10_saturated": linear_summary,
+            "linear10_load_curve": [
+                {"instances_in_flight": level, **scenario.summary()} for level, scenario in load_curve
+            ],
             "fanout50": fanout.summary(),
             "signal": {**signals.summary(), **signal_extra},
             "scaling": scaling,
         }
         results["_latencies"] = {
-            "step_to_step": linear.step_latencies,
-            "dispatch": linear.dispatch_latencies,
-            "step_to_step_moderate_load": moderate.step_latencies,
+            "step_to_step": headline.step_latencies,
+            "dispatch": headline.dispatch_latencies,
+            "step_to_step_saturated": linear.step_latencies,
             "signal_to_step": signals.step_latencies,
         }
     return results
