@@ -34,12 +34,12 @@ def table(results: dict[str, Any]) -> str:
         ("  signal -> next step p50 (ms)", k["signal"]["step_latency_p50_ms"], ""),
         ("  operator RSS (MB)", k["operator_rss_mb"], ""),
         ("  instances in flight, max", k["instances_in_flight_max"], ""),
-        ("Local: plait us/step in-process", lo["plait_us_per_step"], ""),
-        ("  sayiir us/step in-process", lo["sayiir_us_per_step"], ""),
-        ("  ratio plait / sayiir", lo["ratio_vs_sayiir"], "<= 1"),
+        ("Local: plait us/step in-process", _rounded(lo["plait_us_per_step"]), ""),
+        ("  sayiir us/step in-process", _rounded(lo["sayiir_us_per_step"]), ""),
+        ("  ratio plait / sayiir", _rounded(lo["ratio_vs_sayiir"]), "<= 1"),
         (
             "  durable in-memory: plait / sayiir us/step",
-            f"{lo['plait_durable_us_per_step']} / {lo['sayiir_durable_us_per_step']}",
+            f"{_rounded(lo['plait_durable_us_per_step'])} / {_rounded(lo['sayiir_durable_us_per_step'])}",
             "",
         ),
     ]
@@ -109,3 +109,8 @@ def plots(results: dict[str, Any], directory: Path) -> list[Path]:
     figure.savefig(scaling_png)
     plt.close(figure)
     return [latency_png, scaling_png]
+
+
+def _rounded(value: float | None) -> float | None:
+    """Local figures are measured to many digits; two say enough (None: sayiir is not installed)."""
+    return None if value is None else round(value, 2)
