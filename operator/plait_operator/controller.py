@@ -1,7 +1,8 @@
 """The controller: routes watch events to instance actors and watches over task leases.
 
-kopf calls :meth:`Controller.on_instance`, :meth:`on_task`, :meth:`on_signal` and
-:meth:`on_definition` for every event of the four resources (see :mod:`plait_operator.handlers`).
+kopf calls :meth:`Controller.on_instance`, :meth:`on_signal` and :meth:`on_definition` for every
+event of those resources (see :mod:`plait_operator.handlers`); a plain watch calls
+:meth:`on_task` for every event of a task.
 Those only update caches and wake the right :class:`~plait_operator.instances.InstanceActor`;
 all decisions are the actor's. The controller also expires the leases of running tasks whose
 worker stopped renewing them, measured on this process's monotonic clock (robust to clock skew
@@ -158,7 +159,7 @@ class Controller:
             del self._retired[key]  # changed since (an annotation, a deletion): an actor looks at it
         self.actor(*key).observe_instance(body)
 
-    async def on_task(self, event_type: str | None, body: JSON) -> None:
+    def on_task(self, event_type: str, body: JSON) -> None:
         meta, spec = body["metadata"], body.get("spec") or {}
         namespace = meta["namespace"]
         key = (namespace, meta["name"])
@@ -173,7 +174,7 @@ class Controller:
         ):
             actor = self.actor(*instance)  # a result for an instance without an actor (after a restart)
         if actor is not None:
-            actor.observe_task(event_type or "ADDED", body)
+            actor.observe_task(event_type, body)
 
     async def on_signal(self, event_type: str | None, body: JSON) -> None:
         spec = body.get("spec") or {}
@@ -312,4 +313,3 @@ class Controller:
                         self.spawn(
                             self.store.post_event(actor.body, "LeaseExpired", f"task {key[1]}: {message}", warning=True)
                         )
-

@@ -1,7 +1,9 @@
 """kopf wiring: which events reach the controller, how kopf logs in, how kopf is tuned.
 
 Only ``@kopf.on.event`` handlers: they observe without writing anything of kopf's own to the
-objects (no progress annotations, no finalizers), which keeps task records free of extra writes.
+objects (no progress annotations, no finalizers). Tasks, three events per step, do not go through
+kopf at all: :mod:`plait_operator.main` follows them with a plain watch, which costs a fraction of
+kopf's per-event machinery (see :mod:`plait._kube.informer`).
 """
 
 from __future__ import annotations
@@ -38,10 +40,6 @@ def registry_for(controller: Controller, connection: Connection) -> kopf.Operato
     @kopf.on.event(GROUP, VERSION, "workflowinstances", registry=registry)
     async def instances(event: kopf.RawEvent, **_: Any) -> None:
         await controller.on_instance(event.get("type"), dict(event["object"]))
-
-    @kopf.on.event(GROUP, VERSION, "workflowtasks", registry=registry)
-    async def tasks(event: kopf.RawEvent, **_: Any) -> None:
-        await controller.on_task(event.get("type"), dict(event["object"]))
 
     @kopf.on.event(GROUP, VERSION, "workflowsignals", registry=registry)
     async def signals(event: kopf.RawEvent, **_: Any) -> None:

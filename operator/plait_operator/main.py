@@ -1,16 +1,21 @@
-"""``plait operator``: start the controller (kopf inside), its metrics server and leader election."""
+"""``plait operator``: start the controller (kopf inside, a plain watch for tasks), its metrics
+server and leader election."""
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import signal
+from collections.abc import Callable
 from contextlib import suppress
 
 import kopf
 
-from plait._kube.client import AsyncKube
+from plait._kube.client import JSON, AsyncKube
 from plait._kube.connection import Connection
+from plait._kube.informer import list_and_watch
+from plait._kube.models import WorkflowTask
 from plait._serving import serve
 from plait_operator.controller import Controller
 from plait_operator.handlers import kopf_settings, registry_for
@@ -20,6 +25,7 @@ from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store
 
 log = logging.getLogger(__name__)
+_GLOB = set("*?[")
 
 
 async def run(settings: OperatorSettings, connection: Connection, metrics: OperatorMetrics | None = None) -> None:
@@ -33,10 +39,22 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
     for signum in (signal.SIGTERM, signal.SIGINT):
         with suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    watching = asyncio.Event()
+    kopf_ready = asyncio.Event()
+    # Tasks: one watch per namespace named, or one over every namespace (None) filtered by the
+    # globs given, as kopf matches them for the other resources.
+    named = bool(settings.namespaces) and not any(set(n) & _GLOB for n in settings.namespaces)
+    watched: tuple[str | None, ...] = settings.namespaces if named else (None,)
+    on_task = (
+        controller.on_task if named or not settings.namespaces else _within(settings.namespaces, controller.on_task)
+    )
+    tasks_synced = {namespace: asyncio.Event() for namespace in watched}
+
+    def ready() -> bool:
+        return kopf_ready.is_set() and all(synced.is_set() for synced in tasks_synced.values())
+
     http = None
     if settings.metrics_port is not None:
-        http = await serve(metrics.registry, lambda: watching.is_set(), settings.metrics_port)
+        http = await serve(metrics.registry, ready, settings.metrics_port)
         log.info("serving /metrics, /healthz and /readyz on port %d", settings.metrics_port)
     elector = None
     if settings.leader_election:
@@ -57,6 +75,12 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
         stopping.cancel()
     metrics.leader.set(1)
     controller.start()
+    task_watches = [
+        asyncio.ensure_future(
+            list_and_watch(kube, WorkflowTask.RESOURCE, namespace, on_task, on_synced=tasks_synced[namespace].set)
+        )
+        for namespace in watched
+    ]
     kopf_stop = asyncio.Event()
     operator = asyncio.ensure_future(
         kopf.operator(
@@ -66,7 +90,7 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
             stop_flag=kopf_stop,
-            ready_flag=watching,
+            ready_flag=kopf_ready,
         )
     )
     waiters = {operator, asyncio.ensure_future(stop.wait())}
@@ -74,7 +98,7 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
         waiters.add(asyncio.ensure_future(elector.hold()))
     done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     kopf_stop.set()
-    for waiter in pending:
+    for waiter in [*pending, *task_watches]:
         if waiter is not operator:
             waiter.cancel()
     with suppress(asyncio.CancelledError, Exception):
@@ -90,3 +114,11 @@ async def _shutdown(controller: Controller, kube: AsyncKube, http: object) -> No
     await kube.aclose()
     if http is not None:
         await http.cleanup()  # type: ignore[attr-defined]
+
+
+def _within(patterns: tuple[str, ...], on_event: Callable[[str, JSON], None]) -> Callable[[str, JSON], None]:
+    def filtered(event_type: str, body: JSON) -> None:
+        if any(fnmatch.fnmatchcase(body["metadata"].get("namespace", ""), p) for p in patterns):
+            on_event(event_type, body)
+
+    return filtered

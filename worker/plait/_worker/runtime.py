@@ -30,6 +30,7 @@ from plait._authoring.flow import Workflow
 from plait._execution.context import TaskExecutionContext
 from plait._execution.invoke import AttemptResult, run_async_task
 from plait._kube.client import JSON, AsyncKube
+from plait._kube.informer import list_and_watch
 from plait._kube.models import (
     API_VERSION,
     DEFINITION_LABEL,
@@ -117,7 +118,16 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.publish()
-        watcher = asyncio.ensure_future(self._watch_forever())
+        watcher = asyncio.ensure_future(
+            list_and_watch(
+                self.kube,
+                TASKS,
+                self.settings.namespace,
+                self._observe,
+                label_selector=self.selector,
+                on_synced=self._synced,
+            )
+        )
         heart = asyncio.ensure_future(self._heartbeats())
         await stop.wait()
         log.info(
@@ -161,35 +171,8 @@ class Worker:
 
     # -- watching -------------------------------------------------------------------------------------
 
-    async def _watch_forever(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                listing = await self.kube.list(TASKS, self.settings.namespace, label_selector=self.selector)
-                version = listing["metadata"]["resourceVersion"]
-                for item in listing["items"]:
-                    self._observe("ADDED", item)
-                self.ready = True
-                backoff = 0.5
-                async for event in self.kube.watch(
-                    TASKS, self.settings.namespace, resource_version=version, label_selector=self.selector
-                ):
-                    if event.type == "BOOKMARK":
-                        continue
-                    self._observe(event.type, event.object)
-            except asyncio.CancelledError:
-                raise
-            except ClusterError as error:
-                if error.status != 410:
-                    log.warning("task watch failed (%s); reconnecting in %.1fs", error, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10)
-            except Exception as error:  # connection reset, API server restarting, ...
-                log.warning(
-                    "task watch interrupted (%s: %s); reconnecting in %.1fs", type(error).__name__, error, backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
+    def _synced(self) -> None:
+        self.ready = True
 
     def _observe(self, event_type: str, body: JSON) -> None:
         name = body["metadata"]["name"]

@@ -23,7 +23,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_cluster_options(operator, namespace=False)
     scope = operator.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch this namespace, or those a glob such as team-* matches (repeatable)",
+    )
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
     operator.add_argument(
         "--metrics-port", type=int, default=8080, help="port of /metrics, /healthz, /readyz (default 8080)"
