@@ -40,13 +40,7 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
         with suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     kopf_ready = asyncio.Event()
-    # Tasks: one watch per namespace named, or one over every namespace (None) filtered by the
-    # globs given, as kopf matches them for the other resources.
-    named = bool(settings.namespaces) and not any(set(n) & _GLOB for n in settings.namespaces)
-    watched: tuple[str | None, ...] = settings.namespaces if named else (None,)
-    on_task = (
-        controller.on_task if named or not settings.namespaces else _within(settings.namespaces, controller.on_task)
-    )
+    watched, on_task = _task_watches(settings.namespaces, controller.on_task)
     tasks_synced = {namespace: asyncio.Event() for namespace in watched}
 
     def ready() -> bool:
@@ -116,9 +110,19 @@ async def _shutdown(controller: Controller, kube: AsyncKube, http: object) -> No
         await http.cleanup()  # type: ignore[attr-defined]
 
 
-def _within(patterns: tuple[str, ...], on_event: Callable[[str, JSON], None]) -> Callable[[str, JSON], None]:
-    def filtered(event_type: str, body: JSON) -> None:
-        if any(fnmatch.fnmatchcase(body["metadata"].get("namespace", ""), p) for p in patterns):
-            on_event(event_type, body)
+def _task_watches(
+    namespaces: tuple[str, ...], on_task: Callable[[str, JSON], None]
+) -> tuple[tuple[str | None, ...], Callable[[str, JSON], None]]:
+    """Which namespaces to watch tasks in (None: every one) and what to call for each event: one
+    watch per namespace named, or, for globs like ``team-*`` (kopf matches them for the other
+    resources), one watch over every namespace that passes on the matching ones only."""
+    if not namespaces:
+        return (None,), on_task
+    if not any(set(namespace) & _GLOB for namespace in namespaces):
+        return namespaces, on_task
 
-    return filtered
+    def matching(event_type: str, body: JSON) -> None:
+        if any(fnmatch.fnmatchcase(body["metadata"].get("namespace", ""), glob) for glob in namespaces):
+            on_task(event_type, body)
+
+    return (None,), matching

@@ -41,11 +41,17 @@ async def list_and_watch(
                 version = listing["metadata"]["resourceVersion"]
                 if on_synced is not None:
                     on_synced()
+            heard = False
             async for event in kube.watch(resource, namespace, resource_version=version, label_selector=label_selector):
+                heard = True
                 version = event.object.get("metadata", {}).get("resourceVersion") or version
                 if event.type != "BOOKMARK":
                     on_event(event.type, event.object)
-            backoff = 0.5
+            if heard:
+                backoff = 0.5
+            else:  # ended without a word (not even a bookmark): do not reconnect in a tight loop
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
         except asyncio.CancelledError:
             raise
         except ClusterError as error:
