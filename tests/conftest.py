@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from plait._devenv.controlplane import ControlPlane
-from plait._kube.client import NAMESPACES, Kube
+from plait._kube.client import JSON, NAMESPACES, Kube, Resource
 from plait._kube.connection import Connection, load_connection
 
 REPO = Path(__file__).resolve().parents[1]
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
 pytest_plugins = ["tests.k8s.fixtures"]  # operator, worker and namespace fixtures for every test directory
 
 
@@ -73,6 +75,23 @@ def impersonate(connection: Connection) -> Iterator[Callable[[str, str], Kube]]:
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def grant(kube: Kube) -> Callable[[str, str, list[JSON], JSON], None]:
+    """``grant(namespace, role, rules, subject)``: a Role with ``rules``, bound to one RoleBinding
+    ``subject`` (a User, a ServiceAccount, ...)."""
+
+    def create(namespace: str, role: str, rules: list[JSON], subject: JSON) -> None:
+        kube.create(ROLES, {"metadata": {"name": role}, "rules": rules}, namespace)
+        binding = {
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [subject],
+        }
+        kube.create(ROLEBINDINGS, binding, namespace)
+
+    return create
 
 
 @pytest.fixture(scope="session")

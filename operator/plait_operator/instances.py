@@ -48,6 +48,7 @@ from plait._kube.models import (
     label_value,
     now_rfc3339,
     parse_rfc3339,
+    without_managed_fields,
 )
 from plait.errors import Conflict
 from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
@@ -506,8 +507,7 @@ async def _both(first: Awaitable[T], second: Awaitable[Any]) -> tuple[T, Any]:
 def _slim(body: JSON, *, keep_input: bool = True) -> JSON:
     """What the actor keeps of an object: no managedFields, and for tasks no input (memory stays
     proportional to the instances in flight, not to the size of their history)."""
-    meta = {key: value for key, value in body["metadata"].items() if key != "managedFields"}
-    slim = {**body, "metadata": meta}
+    slim = without_managed_fields(body)
     if not keep_input and "input" in (body.get("spec") or {}):
         slim["spec"] = {key: value for key, value in body["spec"].items() if key != "input"}
     return slim

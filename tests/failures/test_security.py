@@ -7,35 +7,25 @@ from collections.abc import Callable
 
 import pytest
 
-from plait._kube.client import Kube, Resource
+from plait._kube.client import Kube
 from plait._kube.connection import Connection
 from plait._kube.models import WorkflowDefinition, WorkflowInstance, WorkflowTask
 from plait.errors import Forbidden
 from tests.k8s.support import PlaitProcess, instance_body, wait_phase
 
-ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
-ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
-
 
 def test_a_user_who_may_only_create_instances_cannot_patch_tasks(
-    kube: Kube, connection: Connection, e2e: str, start_worker: Callable[..., PlaitProcess]
+    kube: Kube,
+    connection: Connection,
+    e2e: str,
+    start_worker: Callable[..., PlaitProcess],
+    grant: Callable[..., None],
 ) -> None:
-    kube.create(
-        ROLES,
-        {
-            "metadata": {"name": "instance-creator"},
-            "rules": [{"apiGroups": ["plait.dev"], "resources": ["workflowinstances"], "verbs": ["create"]}],
-        },
+    grant(
         e2e,
-    )
-    kube.create(
-        ROLEBINDINGS,
-        {
-            "metadata": {"name": "alice-creates"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "instance-creator"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
-        },
-        e2e,
+        "instance-creator",
+        [{"apiGroups": ["plait.dev"], "resources": ["workflowinstances"], "verbs": ["create"]}],
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
     )
     start_worker(e2e)
     with Kube(connection.as_user("alice")) as alice:

@@ -18,8 +18,6 @@ from plait.errors import Forbidden, NotFound
 
 WIDGETS = Resource("test.plait.dev", "v1", "widgets", "Widget")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
-ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
-ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -135,29 +133,18 @@ def test_deleting_an_owner_garbage_collects_its_dependents(kube: Kube, namespace
 
 
 def test_a_service_account_without_a_role_is_forbidden_and_with_one_is_allowed(
-    kube: Kube, namespace: str, impersonate: Callable[[str, str], Kube]
+    namespace: str, impersonate: Callable[[str, str], Kube], grant: Callable[..., None]
 ) -> None:
     robot = impersonate(namespace, "robot")
     with pytest.raises(Forbidden) as refused:
         robot.create(CONFIGMAPS, {"metadata": {"name": "nope"}}, namespace)
     assert refused.value.status == 403
 
-    kube.create(
-        ROLES,
-        {
-            "metadata": {"name": "cm-writer"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}],
-        },
+    grant(
         namespace,
-    )
-    kube.create(
-        ROLEBINDINGS,
-        {
-            "metadata": {"name": "robot-cm-writer"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-writer"},
-            "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": namespace}],
-        },
-        namespace,
+        "cm-writer",
+        [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}],
+        {"kind": "ServiceAccount", "name": "robot", "namespace": namespace},
     )
     created = wait_for(lambda: _try_create(robot, namespace), timeout=10)
     assert created

@@ -54,6 +54,12 @@ def object_name(text: str, limit: int = 200) -> str:
     return _NAME.sub("-", text.lower())[:limit].strip("-") or "x"
 
 
+def without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of an object without ``metadata.managedFields``: what a cache keeps of it
+    (the field bookkeeping is often the larger part of a small object)."""
+    return {**body, "metadata": {key: value for key, value in body["metadata"].items() if key != "managedFields"}}
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

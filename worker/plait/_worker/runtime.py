@@ -42,6 +42,7 @@ from plait._kube.models import (
     now_rfc3339,
     object_name,
     rfc3339,
+    without_managed_fields,
 )
 from plait.errors import ClusterError, Conflict, NotFound
 
@@ -198,7 +199,7 @@ class Worker:
             else:
                 heapq.heappush(self._ready, _order(body, preferred=True))
         # Thousands may wait here at once: keep what claiming needs, not the managedFields.
-        self.backlog[name] = {**body, "metadata": {k: v for k, v in body["metadata"].items() if k != "managedFields"}}
+        self.backlog[name] = without_managed_fields(body)
         self._fill()
 
     def _fill(self) -> None:
