@@ -161,22 +161,18 @@ class Cluster:
         return httpx.get(f"http://127.0.0.1:{self.operator_port}/metrics", timeout=10).text
 
     def finished(self, workflow: str) -> float:
-        return _sample_sum(self.operator_metrics(), "plait_instances_finished_total", workflow=workflow)
+        return sample_sum(self.operator_metrics(), "plait_instances_finished_total", workflow=workflow)
 
     def waiting(self, workflow: str) -> float:
-        return _sample_sum(self.operator_metrics(), "plait_instances", workflow=workflow, phase="AwaitingSignal")
+        return sample_sum(self.operator_metrics(), "plait_instances", workflow=workflow, phase="AwaitingSignal")
 
     def writes(self) -> Counter[tuple[str, str]]:
         """Successful writes the API server counted, by (resource or resource/subresource, verb)."""
-        text = self.kube.raw("GET", "/metrics").text
         counts: Counter[tuple[str, str]] = Counter()
-        for line in text.splitlines():
-            if not line.startswith("apiserver_request_total{"):
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        for labels, value in samples(self.kube.raw("GET", "/metrics").text, "apiserver_request_total"):
             if labels.get("verb") in WRITE_VERBS and labels.get("code", "").startswith("2"):
                 resource = "/".join(filter(None, (labels.get("resource", ""), labels.get("subresource"))))
-                counts[(resource, labels["verb"])] += int(float(line.rsplit(" ", 1)[1]))
+                counts[(resource, labels["verb"])] += int(value)
         return counts
 
 
@@ -199,15 +195,16 @@ def _wait_ready(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"process on port {port} never became ready")
 
 
-def _sample_sum(text: str, name: str, **labels: str) -> float:
-    total = 0.0
+def samples(text: str, name: str) -> Iterator[tuple[dict[str, str], float]]:
+    """(labels, value) of each sample of metric ``name`` in Prometheus text."""
     for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        if line.startswith(name + "{"):
+            yield dict(re.findall(r'(\w+)="([^"]*)"', line)), float(line.rsplit(" ", 1)[1])
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` that carry these labels."""
+    return sum(value for found, value in samples(text, name) if all(found.get(k) == v for k, v in labels.items()))
 
 
 @contextmanager

@@ -4,12 +4,11 @@ WorkflowInstance and no WorkflowTask is left behind."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+from bench import k8s
 from plait._kube.client import Kube
 from plait._kube.connection import Connection
 from plait._kube.models import WorkflowInstance, WorkflowTask
@@ -20,22 +19,10 @@ TASKS = WorkflowTask.RESOURCE
 COUNT = 1000
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def repeated_task_creations(kube: Kube) -> int:
+def repeated_task_creations(kube: Kube) -> float:
     """Task creations the API server refused as already existing, by its own metrics."""
-    total = 0
-    for line in kube.raw("GET", "/metrics").text.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            if (labels.get("resource"), labels.get("verb"), labels.get("code")) == ("workflowtasks", "POST", "409"):
-                total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+    metrics = kube.raw("GET", "/metrics").text
+    return k8s.sample_sum(metrics, "apiserver_request_total", resource="workflowtasks", verb="POST", code="409")
 
 
 def test_a_thousand_instances_complete_and_leave_nothing_behind(
@@ -46,7 +33,7 @@ def test_a_thousand_instances_complete_and_leave_nothing_behind(
     for _ in range(2):
         start_worker(own, "--concurrency", "32")
     time.sleep(1)
-    baseline = rss_mb(operator.pid)
+    baseline = k8s.rss_mb(operator.pid)
     repeated_before = repeated_task_creations(kube)
 
     def create(n: int) -> None:
@@ -62,7 +49,7 @@ def test_a_thousand_instances_complete_and_leave_nothing_behind(
 
     def all_finished() -> bool:
         nonlocal peak
-        peak = max(peak, rss_mb(operator.pid))
+        peak = max(peak, k8s.rss_mb(operator.pid))
         remaining = kube.list(INSTANCES, own)["items"]
         for item in remaining:
             if (item.get("status") or {}).get("phase") == "Succeeded":
