@@ -29,12 +29,15 @@ from plait.cli.view import PHASE_COLOURS, Style, instance_lines, phase_of
 from plait.errors import ClusterError
 
 
-def watch_instance(kube: Kube, namespace: str, name: str, *, chunk_seconds: int = 60) -> Iterator[JSON]:
-    """The instance now, then again after every change. Ends with an error if it is deleted."""
+def watch_instance(
+    kube: Kube, namespace: str, name: str, *, chunk_seconds: int = 60, until: threading.Event | None = None
+) -> Iterator[JSON]:
+    """The instance now, then again after every change, until ``until`` is set (checked after each
+    watch request of ``chunk_seconds``). Ends with an error if it is deleted."""
     body = get_instance(kube, namespace, name)
     yield body
     version = body["metadata"]["resourceVersion"]
-    while True:
+    while until is None or not until.is_set():
         try:
             for event in kube.watch(
                 INSTANCES,
@@ -233,16 +236,22 @@ def follow(
     """
     stop_phases = set(until) | set(FINISHED_PHASES)
     updates: queue.Queue[JSON | BaseException] = queue.Queue()
-    # The watch has a client (a connection pool) of its own: an HTTPS connection must never be
-    # shared between threads. Closing it when we return ends the thread.
-    watcher = Kube(kube.connection)
+    stopped = threading.Event()
 
     def pump() -> None:
+        # The watch has a client (a connection pool) of its own, used and closed by this thread
+        # only: an HTTPS connection must never be shared between threads, nor closed while another
+        # thread reads from it. The thread ends within a watch chunk after we return.
+        watcher = Kube(kube.connection)
         try:
-            for body in watch_instance(watcher, namespace, name):
+            for body in watch_instance(watcher, namespace, name, chunk_seconds=5, until=stopped):
+                if stopped.is_set():
+                    return
                 updates.put(body)
         except BaseException as error:  # handed over to the caller's thread
             updates.put(error)
+        finally:
+            watcher.close()
 
     threading.Thread(target=pump, name=f"watch-{name}", daemon=True).start()
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -277,7 +286,7 @@ def follow(
             if phase_of(instance) in stop_phases:
                 return Outcome(instance, reached=True)
     finally:
-        watcher.close()
+        stopped.set()
         if display is not None:
             display.close()
 
