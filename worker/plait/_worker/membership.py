@@ -153,16 +153,18 @@ class Membership:
 
     async def _renew(self) -> None:
         sent = time.monotonic()
+        created = False
         try:
             try:
                 await self.kube.patch(LEASES, self.name, {"spec": {"renewTime": now_rfc3339()}}, self.namespace)
             except NotFound:
                 await self.kube.create(LEASES, self._body(), self.namespace)
+                created = True
         except ClusterError as error:
             log.warning("could not renew lease %s: %s", self.name, error)
             return
-        if self._joined is None or sent - self._renewed >= self.duration:
-            self._joined = sent  # peers may have stopped counting this worker: join again
+        if created or self._joined is None or sent - self._renewed >= self.duration:
+            self._joined = sent  # new, or peers may have stopped counting this worker: join again
         self._renewed = sent
 
     def _forget_stale(self) -> None:

@@ -164,6 +164,7 @@ class Worker:
         )
         self.draining = True
         self.backlog.clear()
+        self._claim_by.clear()
         members.cancel()
         await self.membership.leave()
         deadline = time.monotonic() + self.settings.drain_seconds
