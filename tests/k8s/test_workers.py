@@ -27,9 +27,7 @@ def _task_status_writes(kube: Kube) -> float:
     return sample_sum(metrics, "apiserver_request_total", resource="workflowtasks", subresource="status", verb="PATCH")
 
 
-def _run_sequences(kube: Kube, namespace: str, names: list[str], marks_dir: Path) -> None:
-    for name in names:
-        submit(kube, namespace, name, "sequence", 1)
+def _each_step_ran_once(kube: Kube, namespace: str, names: list[str], marks_dir: Path) -> None:
     for name in names:
         assert wait_phase(kube, namespace, name, "Succeeded", timeout=60)["status"]["output"] == 5
         assert [line.split()[0] for line in marks(marks_dir, name)] == ["inc", "double", "inc"], name
@@ -48,7 +46,9 @@ def test_workers_share_the_tasks_and_write_a_short_task_once(
 
     before = _task_status_writes(kube)
     names = [f"s{n}" for n in range(12)]
-    _run_sequences(kube, e2e, names, marks_dir)
+    for name in names:
+        submit(kube, e2e, name, "sequence", 1)
+    _each_step_ran_once(kube, e2e, names, marks_dir)
     writes = _task_status_writes(kube) - before
 
     tasks = kube.list(TASKS, e2e)["items"]
@@ -88,8 +88,6 @@ def test_peers_joining_and_leaving_mid_run_never_make_a_step_run_twice(
     time.sleep(JOIN_GRACE_SECONDS)
     submit_some(names[30:])
 
-    for name in names:
-        assert wait_phase(kube, e2e, name, "Succeeded", timeout=60)["status"]["output"] == 5
-        assert [line.split()[0] for line in marks(marks_dir, name)] == ["inc", "double", "inc"], name
+    _each_step_ran_once(kube, e2e, names, marks_dir)
     holders = {task["status"]["claim"]["holder"] for task in kube.list(TASKS, e2e)["items"]}
     assert holders == set(first) | set(remaining)

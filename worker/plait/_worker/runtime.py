@@ -331,13 +331,7 @@ class Worker:
         self.claiming.discard(name)
         if claim_by is None:
             try:
-                claimed = await self.kube.patch(
-                    TASKS,
-                    name,
-                    {"metadata": {"resourceVersion": held.resource_version}, "status": status},
-                    self.settings.namespace,
-                    subresource="status",
-                )
+                await self._patch_status(held, status)
             except (Conflict, NotFound):
                 self.held.pop(name, None)
                 self.metrics.claim_conflicts.labels(label_value(spec["queue"])).inc()
@@ -347,7 +341,6 @@ class Worker:
                 log.warning("claim of task=%s failed (%s); it goes back to the backlog", name, error)
                 self._requeue(body)
                 return
-            held.resource_version = claimed["metadata"]["resourceVersion"]
             held.claimed = True
         else:
             held.claim_timer = asyncio.get_running_loop().call_later(
@@ -373,25 +366,30 @@ class Worker:
         async with held.writing:
             if held.claimed or held.reported or held.lost or self.held.get(held.name) is not held:
                 return
-            sent = time.monotonic()
             try:
-                claimed = await self.kube.patch(
-                    TASKS,
-                    held.name,
-                    {"metadata": {"resourceVersion": held.resource_version}, "status": held.claim},
-                    self.settings.namespace,
-                    subresource="status",
-                )
+                await self._patch_status(held, held.claim)
             except (Conflict, NotFound):
                 self._stop(held, "it was claimed, cancelled or deleted before this worker claimed it")
                 return
             except ClusterError as error:  # a peer may take it soon: do not run it twice
                 self._stop(held, f"it could not be claimed in time ({error})")
                 return
-            held.resource_version = claimed["metadata"]["resourceVersion"]
             held.claimed = True
-            held.renewed = sent
-            held.context.lease_expires = sent + self.settings.lease_seconds
+
+    async def _patch_status(self, held: _Held, status: JSON) -> None:
+        """Write the task's status, fenced by the version of this worker's last write (or the one it
+        claimed from). Any such write renews the lease: the operator times it from the last change."""
+        sent = time.monotonic()
+        written = await self.kube.patch(
+            TASKS,
+            held.name,
+            {"metadata": {"resourceVersion": held.resource_version}, "status": status},
+            self.settings.namespace,
+            subresource="status",
+        )
+        held.resource_version = written["metadata"]["resourceVersion"]
+        held.renewed = sent
+        held.context.lease_expires = sent + self.settings.lease_seconds
 
     async def _execute(self, held: _Held, workflow: Workflow) -> None:
         spec = held.body["spec"]
@@ -442,13 +440,7 @@ class Worker:
         # Keep trying while the claim may still be ours: the API server may be restarting.
         while not held.lost and time.monotonic() < (held.context.lease_expires or 0):
             try:
-                await self.kube.patch(
-                    TASKS,
-                    held.name,
-                    {"metadata": {"resourceVersion": held.resource_version}, "status": status},
-                    self.settings.namespace,
-                    subresource="status",
-                )
+                await self._patch_status(held, status)
                 return
             except Conflict:
                 if not await self._still_ours(held):
@@ -504,18 +496,8 @@ class Worker:
                     self._spawn(self._renew(held))
 
     async def _renew(self, held: _Held) -> None:
-        sent = time.monotonic()
         try:
-            renewed = await self.kube.patch(
-                TASKS,
-                held.name,
-                {
-                    "metadata": {"resourceVersion": held.resource_version},
-                    "status": {"claim": {"renewedAt": now_rfc3339()}},
-                },
-                self.settings.namespace,
-                subresource="status",
-            )
+            await self._patch_status(held, {"claim": {"renewedAt": now_rfc3339()}})
         except Conflict:
             if not await self._still_ours(held):
                 self._stop(held, "the claim was taken away")
@@ -525,10 +507,6 @@ class Worker:
             return
         except ClusterError as error:
             log.warning("lease renewal of task=%s failed: %s", held.name, error)
-            return
-        held.resource_version = renewed["metadata"]["resourceVersion"]
-        held.renewed = sent
-        held.context.lease_expires = sent + self.settings.lease_seconds
 
     async def _release(self, held: _Held) -> None:
         """Shutdown: hand an unfinished task back so the operator reruns it at once (one never
@@ -537,15 +515,8 @@ class Worker:
         if not held.claimed:
             return
         try:
-            await self.kube.patch(
-                TASKS,
-                held.name,
-                {
-                    "metadata": {"resourceVersion": held.resource_version},
-                    "status": {"phase": "Released", "error": f"released by {self.settings.identity} at shutdown"},
-                },
-                self.settings.namespace,
-                subresource="status",
+            await self._patch_status(
+                held, {"phase": "Released", "error": f"released by {self.settings.identity} at shutdown"}
             )
             spec = held.body["spec"]
             self.metrics.released.labels(
