@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from plait._core.definition import Definition, SignalNode
+from plait._core.definition import Definition, SignalNode, TaskNode
 from plait._core.engine import decide, new_snapshot
 from plait._core.events import (
     Cancel,
@@ -229,7 +229,7 @@ class InstanceActor:
         accepted_signals = self._signal_events(definition, snapshot)
         events += [event for event, _ in accepted_signals]
         now = time.time()
-        events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer[0] <= now]
+        events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer.at <= now]
         delivery: dict[str, str] = {}
         commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
 
@@ -337,7 +337,7 @@ class InstanceActor:
             while pending:
                 event = pending.popleft()
                 if isinstance(event, SignalReceived) and event.id:
-                    waiting = any(name == event.name for name, _ in snapshot.waiting_signals.values())
+                    waiting = any(wait.signal == event.name for wait in snapshot.waiting_signals.values())
                     delivery[event.id] = "Delivered" if waiting else "Buffered"
                 decision = decide(definition, snapshot, event, now)
                 if decision.accepted:
@@ -371,9 +371,9 @@ class InstanceActor:
                     ctrl.store.set_task_phase(self.namespace, name, "Cancelled", "the instance was cancelled", None)
                 )
             elif isinstance(command, SetTimer) and command.kind == "retry":
-                node = definition.nodes.get(snapshot.timers.get(command.path, [0, "", ""])[2])
-                queue = getattr(node, "queue", None) or definition.queue
-                ctrl.metrics.steps_retried.labels(definition.name, label_value(queue)).inc()
+                node = definition.nodes[snapshot.timers[command.path].node_id]
+                assert isinstance(node, TaskNode)
+                ctrl.metrics.steps_retried.labels(definition.name, label_value(definition.queue_of(node))).inc()
         for result in results:
             ctrl.record_result(self, definition, result)
         for name, phase in acknowledgements:

@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, assert_never
 
 from plait.errors import DefinitionError
 
@@ -157,24 +157,46 @@ class ChildNode:
 Node: TypeAlias = TaskNode | ForkNode | RouteNode | LoopNode | DelayNode | SignalNode | ChildNode
 
 
+PartRole = Literal["branch", "join", "key", "route", "default", "body"]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A sequence inside a composite node, with its role there and a label (branch name, route key)."""
+
+    role: PartRole
+    label: str
+    steps: tuple[Node, ...]
+
+
+def parts(node: Node) -> tuple[Part, ...]:
+    """The sequences a node holds, in definition order; none for a leaf (task, delay, signal).
+
+    The one place that knows which children each kind of node has: :func:`walk`, the edges, the
+    authoring API's node listing and the CLI's step tree all go through it.
+    """
+    if isinstance(node, TaskNode | DelayNode | SignalNode):
+        return ()
+    if isinstance(node, ForkNode):
+        branches = tuple(Part("branch", branch.name, branch.steps) for branch in node.branches)
+        return (*branches, Part("join", node.join.id, (node.join,)))
+    if isinstance(node, RouteNode):
+        routes = tuple(Part("route", key, steps) for key, steps in node.branches)
+        default = (Part("default", "default", node.default),) if node.default is not None else ()
+        return (Part("key", node.key.id, (node.key,)), *routes, *default)
+    if isinstance(node, LoopNode):
+        return (Part("body", "body", node.body),)
+    if isinstance(node, ChildNode):
+        return (Part("body", node.workflow, node.steps),)
+    assert_never(node)
+
+
 def walk(steps: tuple[Node, ...]) -> Iterator[Node]:
     """Every node under ``steps``, depth first, in definition order."""
     for node in steps:
         yield node
-        if isinstance(node, ForkNode):
-            for branch in node.branches:
-                yield from walk(branch.steps)
-            yield node.join
-        elif isinstance(node, RouteNode):
-            yield node.key
-            for _, branch_steps in node.branches:
-                yield from walk(branch_steps)
-            if node.default is not None:
-                yield from walk(node.default)
-        elif isinstance(node, LoopNode):
-            yield from walk(node.body)
-        elif isinstance(node, ChildNode):
-            yield from walk(node.steps)
+        for part in parts(node):
+            yield from walk(part.steps)
 
 
 @dataclass(frozen=True)
@@ -206,8 +228,11 @@ class Definition:
     def tasks(self) -> list[TaskNode]:
         return [node for node in self.nodes.values() if isinstance(node, TaskNode)]
 
+    def queue_of(self, task: TaskNode) -> str:
+        return task.queue or self.queue
+
     def queues(self) -> set[str]:
-        return {task.queue or self.queue for task in self.tasks()}
+        return {self.queue_of(task) for task in self.tasks()}
 
     # -- data form ---------------------------------------------------------------------------
 
@@ -277,17 +302,15 @@ class Definition:
             return previous
 
         def exit_of(step: Node) -> str:
+            inner = parts(step)
             if isinstance(step, ForkNode):
-                for branch in step.branches:
-                    last = chain(branch.steps, step.id, branch.name)
-                    edges.append({"from": last or step.id, "to": step.join.id})
+                for part in inner[:-1]:
+                    edges.append({"from": chain(part.steps, step.id, part.label) or step.id, "to": step.join.id})
                 return step.join.id
             if isinstance(step, RouteNode):
                 edges.append({"from": step.id, "to": step.key.id, "label": "key"})
-                for key, branch_steps in step.branches:
-                    chain(branch_steps, step.key.id, key)
-                if step.default is not None:
-                    chain(step.default, step.key.id, "default")
+                for part in inner[1:]:
+                    chain(part.steps, step.key.id, part.label)
                 return step.id
             if isinstance(step, LoopNode):
                 last = chain(step.body, step.id, "body")
@@ -295,7 +318,9 @@ class Definition:
                 return step.id
             if isinstance(step, ChildNode):
                 return chain(step.steps, step.id, step.workflow) or step.id
-            return step.id
+            if isinstance(step, TaskNode | DelayNode | SignalNode):
+                return step.id
+            assert_never(step)
 
         chain(self.steps, None, None)
         return edges
@@ -351,6 +376,8 @@ def _node_to_data(node: Node) -> dict[str, Any]:
     elif isinstance(node, ChildNode):
         data["workflow"] = node.workflow
         data["steps"] = [s.id for s in node.steps]
+    else:
+        assert_never(node)
     return data
 
 
