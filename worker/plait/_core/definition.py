@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias, assert_never
 
 from plait.errors import DefinitionError
@@ -188,6 +188,28 @@ def parts(node: Node) -> tuple[Part, ...]:
         return (Part("body", "body", node.body),)
     if isinstance(node, ChildNode):
         return (Part("body", node.workflow, node.steps),)
+    assert_never(node)
+
+
+def with_parts(node: Node, sequences: list[tuple[Node, ...]]) -> Node:
+    """``node`` holding ``sequences`` in place of its parts (in the order :func:`parts` gives)."""
+    if isinstance(node, TaskNode | DelayNode | SignalNode):
+        return node
+    if isinstance(node, ForkNode):
+        *branches, (join,) = sequences
+        assert isinstance(join, TaskNode)
+        named = tuple(Branch(b.name, steps) for b, steps in zip(node.branches, branches, strict=True))
+        return replace(node, branches=named, join=join)
+    if isinstance(node, RouteNode):
+        (key,), *routes = sequences
+        assert isinstance(key, TaskNode)
+        keys = [k for k, _ in node.branches]
+        default = routes.pop() if node.default is not None else None
+        return replace(node, key=key, branches=tuple(zip(keys, routes, strict=True)), default=default)
+    if isinstance(node, LoopNode):
+        return replace(node, body=sequences[0])
+    if isinstance(node, ChildNode):
+        return replace(node, steps=sequences[0])
     assert_never(node)
 
 
