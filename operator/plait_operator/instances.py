@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from plait._backoff import Backoff
 from plait._core.definition import Definition, SignalNode, TaskNode
 from plait._core.engine import decide, new_snapshot
 from plait._core.events import (
@@ -132,7 +133,7 @@ class InstanceActor:
     # -- the loop ------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 5.0)
         while not self.closed:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -144,12 +145,12 @@ class InstanceActor:
                 raise
             except Exception as error:
                 self.controller.metrics.reconcile_errors.labels(type(error).__name__).inc()
-                log.exception("reconcile failed instance=%s/%s; retrying in %.1fs", self.namespace, self.name, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = backoff.next()
+                log.exception("reconcile failed instance=%s/%s; retrying in %.1fs", self.namespace, self.name, delay)
+                await backoff.wait(delay)
                 self.poke()
                 continue
-            backoff = 0.2
+            backoff.reset()
             self.controller.metrics.reconcile_duration.observe(time.perf_counter() - started)
 
     async def _reconcile(self) -> None:

@@ -21,20 +21,17 @@ from plait._kube.models import (
     DISPATCHED_AT_ANNOTATION,
     FINALIZER,
     INSTANCE_UID_LABEL,
+    INSTANCES,
     QUEUE_LABEL,
+    SIGNALS,
+    TASKS,
     WORKFLOW_LABEL,
-    WorkflowInstance,
-    WorkflowSignal,
-    WorkflowTask,
     label_value,
     now_rfc3339,
 )
 from plait.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
-INSTANCES = WorkflowInstance.RESOURCE
-TASKS = WorkflowTask.RESOURCE
-SIGNALS = WorkflowSignal.RESOURCE
 
 
 def task_name(instance: str, uid: str, path: str, attempt: int) -> str:

@@ -34,6 +34,16 @@ class Retry:
     backoff_multiplier: float = 2.0
     max_delay_secs: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.initial_delay_secs < 0:
+            raise ValueError(f"initial_delay_secs must be >= 0, got {self.initial_delay_secs}")
+        if self.backoff_multiplier <= 0:
+            raise ValueError(f"backoff_multiplier must be > 0, got {self.backoff_multiplier}")
+        if self.max_delay_secs is not None and self.max_delay_secs < 0:
+            raise ValueError(f"max_delay_secs must be >= 0, got {self.max_delay_secs}")
+
     def delay(self, failures: int) -> float:
         """Seconds to wait before the next attempt after ``failures`` failed attempts (>= 1)."""
         delay = self.initial_delay_secs * self.backoff_multiplier ** (failures - 1)

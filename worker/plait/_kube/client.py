@@ -86,7 +86,8 @@ def _error(response: httpx.Response) -> ClusterError:
     )
 
 
-def _encode(body: Any) -> bytes:
+def encode(body: Any) -> bytes:
+    """A request body as sent: compact JSON (also what a payload costs in an object)."""
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -148,7 +149,7 @@ def _list(
 
 def _create(resource: Resource, body: JSON, namespace: str | None, dry_run: bool) -> _Call:
     params = _params(dryRun="All" if dry_run else None)
-    return _Call("POST", resource.path(namespace), params, _encode(body), "application/json")
+    return _Call("POST", resource.path(namespace), params, encode(body), "application/json")
 
 
 def _patch(
@@ -163,7 +164,7 @@ def _patch(
 ) -> _Call:
     params = _params(fieldManager=field_manager, force="true" if force else None)
     path = resource.path(namespace, name, subresource)
-    return _Call("PATCH", path, params, _encode(patch), _PATCH_CONTENT_TYPES[patch_type])
+    return _Call("PATCH", path, params, encode(patch), _PATCH_CONTENT_TYPES[patch_type])
 
 
 def _delete(
@@ -178,7 +179,7 @@ def _delete(
     if propagation:
         options["propagationPolicy"] = propagation
     params = _params(labelSelector=label_selector)
-    return _Call("DELETE", resource.path(namespace, name), params, _encode(options), "application/json")
+    return _Call("DELETE", resource.path(namespace, name), params, encode(options), "application/json")
 
 
 def _watch_params(
