@@ -96,16 +96,7 @@ class _Failed:
         self.error = error
 
 
-class _Stale:
-    """The event's path leads to no step that is waiting for it."""
-
-    __slots__ = ()
-
-
-_STALE = _Stale()
-
 Outcome = _Done | _Failed | None  # None: still running
-Delivery = Outcome | _Stale
 #: What an event does to the step it reaches: ``leaf(node, state, path, detail, ctx)``, where
 #: ``detail`` is the event's payload (an output, an error, a reason) or ``None``.
 Leaf = Callable[[Node, NodeState, str, Any, "_Context"], Outcome]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import aiohttp
 import httpx
@@ -207,7 +207,57 @@ def _decode_watch_line(line: str) -> WatchEvent | None:
     return WatchEvent(type=raw["type"], object=raw["object"])
 
 
-class AsyncKube:
+R = TypeVar("R")
+
+
+class _Verbs(Generic[R]):
+    """The API verbs, once for both clients: each builds its request and hands it to ``_call``,
+    which returns the object (:class:`Kube`) or a coroutine of it (:class:`AsyncKube`)."""
+
+    def _call(self, call: _Call) -> R:
+        raise NotImplementedError
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> R:
+        return self._call(_get(resource, name, namespace))
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+    ) -> R:
+        return self._call(_list(resource, namespace, label_selector, field_selector, limit))
+
+    def create(self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False) -> R:
+        return self._call(_create(resource, body, namespace, dry_run))
+
+    def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        patch_type: PatchType = "merge",
+        field_manager: str | None = None,
+        force: bool | None = None,
+    ) -> R:
+        return self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
+
+    def delete(
+        self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
+    ) -> R:
+        return self._call(_delete(resource, name, namespace, propagation))
+
+    def delete_collection(self, resource: Resource, namespace: str, *, label_selector: str) -> R:
+        return self._call(_delete(resource, None, namespace, "Background", label_selector))
+
+
+class AsyncKube(_Verbs[Coroutine[Any, Any, JSON]]):
     """Async client on aiohttp, for the operator's and the workers' hot paths.
 
     (httpx's connection pool scans every connection on every request; under load that cost the
@@ -283,47 +333,6 @@ class AsyncKube:
             call.method, call.path, params=call.params, body=call.body, content_type=call.content_type
         )
 
-    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
-        return await self._call(_get(resource, name, namespace))
-
-    async def list(
-        self,
-        resource: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-    ) -> JSON:
-        return await self._call(_list(resource, namespace, label_selector, field_selector, limit))
-
-    async def create(
-        self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False
-    ) -> JSON:
-        return await self._call(_create(resource, body, namespace, dry_run))
-
-    async def patch(
-        self,
-        resource: Resource,
-        name: str,
-        patch: Any,
-        namespace: str | None = None,
-        *,
-        subresource: str | None = None,
-        patch_type: PatchType = "merge",
-        field_manager: str | None = None,
-        force: bool | None = None,
-    ) -> JSON:
-        return await self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
-
-    async def delete(
-        self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
-    ) -> JSON:
-        return await self._call(_delete(resource, name, namespace, propagation))
-
-    async def delete_collection(self, resource: Resource, namespace: str, *, label_selector: str) -> JSON:
-        return await self._call(_delete(resource, None, namespace, "Background", label_selector))
-
     async def watch(
         self,
         resource: Resource,
@@ -365,7 +374,7 @@ class AsyncKube:
             return response.status, await response.text()
 
 
-class Kube:
+class Kube(_Verbs[JSON]):
     """Sync client with the same verbs as :class:`AsyncKube`, for the CLI and tests."""
 
     def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
@@ -414,42 +423,6 @@ class Kube:
 
     def _call(self, call: _Call) -> JSON:
         return self._send(call.method, call.path, params=call.params, body=call.body, content_type=call.content_type)
-
-    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
-        return self._call(_get(resource, name, namespace))
-
-    def list(
-        self,
-        resource: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-    ) -> JSON:
-        return self._call(_list(resource, namespace, label_selector, field_selector, limit))
-
-    def create(self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False) -> JSON:
-        return self._call(_create(resource, body, namespace, dry_run))
-
-    def patch(
-        self,
-        resource: Resource,
-        name: str,
-        patch: Any,
-        namespace: str | None = None,
-        *,
-        subresource: str | None = None,
-        patch_type: PatchType = "merge",
-        field_manager: str | None = None,
-        force: bool | None = None,
-    ) -> JSON:
-        return self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
-
-    def delete(
-        self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
-    ) -> JSON:
-        return self._call(_delete(resource, name, namespace, propagation))
 
     def watch(
         self,
