@@ -22,6 +22,7 @@ from plait._kube.models import (
     KubeObject,
     WorkflowDefinition,
     WorkflowInstance,
+    WorkflowSchedule,
     WorkflowSignal,
     WorkflowTask,
 )
@@ -57,6 +58,15 @@ _PRINTER_COLUMNS: dict[str, list[JSON]] = {
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
+    "WorkflowSchedule": [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        {"name": "TimeZone", "type": "string", "jsonPath": ".spec.timeZone"},
+        {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+        {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime"},
+        {"name": "Last", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+        {"name": "Active", "type": "string", "jsonPath": ".status.active[*].name"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ],
 }
 
 _SELECTABLE_FIELDS: dict[str, list[str]] = {
@@ -70,7 +80,7 @@ _IMMUTABLE_SPEC_MESSAGE = {
     "WorkflowTask": "spec is immutable",
     "WorkflowDefinition": "spec is immutable: a definition version is identified by its hash",
     "WorkflowSignal": "spec is immutable: send a new signal instead",
-}
+}  # kinds not named here (WorkflowSchedule) may change their spec
 
 
 def structural(schema: JSON, defs: JSON) -> JSON:
@@ -134,9 +144,10 @@ def _schema(model: type[KubeObject]) -> JSON:
             node = structural(raw["properties"][name], defs)
             node.pop("nullable", None)
             properties[name] = node
-    properties["spec"]["x-kubernetes-validations"] = [
-        {"rule": "self == oldSelf", "message": _IMMUTABLE_SPEC_MESSAGE[model.RESOURCE.kind]}
-    ]
+    if model.RESOURCE.kind in _IMMUTABLE_SPEC_MESSAGE:
+        properties["spec"]["x-kubernetes-validations"] = [
+            {"rule": "self == oldSelf", "message": _IMMUTABLE_SPEC_MESSAGE[model.RESOURCE.kind]}
+        ]
     return {
         "type": "object",
         "description": model.DESCRIPTION,
@@ -184,7 +195,13 @@ def crd(model: type[KubeObject]) -> JSON:
     }
 
 
-MODELS: tuple[type[KubeObject], ...] = (WorkflowDefinition, WorkflowInstance, WorkflowSignal, WorkflowTask)
+MODELS: tuple[type[KubeObject], ...] = (
+    WorkflowDefinition,
+    WorkflowInstance,
+    WorkflowSchedule,
+    WorkflowSignal,
+    WorkflowTask,
+)
 
 
 def all_crds() -> list[JSON]:
