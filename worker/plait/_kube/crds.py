@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 from plait._kube.models import (
     GROUP,
@@ -81,6 +83,8 @@ _IMMUTABLE_SPEC_MESSAGE = {
     "WorkflowDefinition": "spec is immutable: a definition version is identified by its hash",
     "WorkflowSignal": "spec is immutable: send a new signal instead",
 }  # kinds not named here (WorkflowSchedule) may change their spec
+# Kinds whose spec defaults the API server fills in (as for CronJob), so that `kubectl get` shows them.
+_DEFAULTED_SPECS = frozenset({"WorkflowSchedule"})
 
 
 def structural(schema: JSON, defs: JSON) -> JSON:
@@ -144,6 +148,12 @@ def _schema(model: type[KubeObject]) -> JSON:
             node = structural(raw["properties"][name], defs)
             node.pop("nullable", None)
             properties[name] = node
+    if model.RESOURCE.kind in _DEFAULTED_SPECS:
+        spec_model = model.model_fields["spec"].annotation
+        assert isinstance(spec_model, type) and issubclass(spec_model, BaseModel)
+        for name, field in spec_model.model_fields.items():
+            if field.default is not None and field.default is not PydanticUndefined:
+                properties["spec"]["properties"][name]["default"] = field.default
     if model.RESOURCE.kind in _IMMUTABLE_SPEC_MESSAGE:
         properties["spec"]["x-kubernetes-validations"] = [
             {"rule": "self == oldSelf", "message": _IMMUTABLE_SPEC_MESSAGE[model.RESOURCE.kind]}
