@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from plait._devenv.binaries import find_binaries
 from plait._kube.client import CORE_EVENTS, JSON, Kube, Resource
@@ -248,11 +249,10 @@ def test_ticks_missed_while_the_operator_was_down_run_or_are_skipped_by_their_de
     assert reason == "Missed" and first <= last < caught_up and last == caught_up - 2
     scrape = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
     counted = {
-        outcome: float(line.rsplit(" ", 1)[1])
-        for line in scrape.splitlines()
-        if line.startswith('plait_schedule_ticks_total{workflow="echo"')
-        for outcome in ("started", "skipped")
-        if f'outcome="{outcome}"' in line
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "plait_schedule_ticks_total" and sample.labels["workflow"] == "echo"
     }
     assert counted["started"] >= 2 and counted["skipped"] >= 2, counted
 
