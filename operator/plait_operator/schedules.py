@@ -185,6 +185,7 @@ class ScheduleActor:
             f"next run at {rfc3339(decision.next_tick)}" if decision.next_tick else "no next run",
         )
         created: JSON | None = None
+        failure: str | None = None
         if decision.start is not None:
             await self._replace(body, decision)
             created, failure = await self._start(body, decision.start, now)
@@ -201,7 +202,7 @@ class ScheduleActor:
         if created is not None:
             active.append(created)
             self.active.add(created["metadata"]["name"])
-        started = decision.started if created is not None or decision.adopted is not None else None
+        started = decision.started if failure is None else None
         update: JSON = {
             "nextScheduleTime": rfc3339(decision.next_tick) if decision.next_tick else None,
             "active": [_active_run(r) for r in sorted(active, key=_created)] or None,
@@ -232,7 +233,7 @@ class ScheduleActor:
             try:  # made before a crash, or by a backfill: that is this tick's run
                 return await ctrl.kube.get(INSTANCES, name, self.namespace), None
             except NotFound:
-                return None, None  # deleted since; the tick counts as started
+                return None, None  # deleted since: the tick had its run all the same
         except ClusterError as error:
             if error.status not in _PERMANENT:
                 raise  # the API server is unreachable or busy: the next reconcile tries again
