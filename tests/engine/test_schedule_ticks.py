@@ -218,6 +218,12 @@ def test_suspended_schedules_plan_nothing_and_count_missed_ticks_on_resume() -> 
     assert resumed_late.skips == [Skip("Missed", T0, T0 + 540, 10), Skip("DeadlineExceeded", T0 + 600, T0 + 600, 1)]
 
 
+def test_a_run_made_just_before_a_suspension_still_counts_as_started() -> None:
+    """The tick's run was created, then the status write met the suspension (a conflict)."""
+    result = decide(Policy(suspended=True), now=T0 + 1, existing={T0 - 60, T0})
+    assert result.adopted == T0 and result.start is None and result.next_tick is None
+
+
 def test_backfilled_ticks_are_not_reported_as_skipped() -> None:
     result = decide(now=T0 + 180.5, existing={T0, T0 + 60, T0 + 120})
     assert result.start == T0 + 180 and result.skips == []

@@ -12,7 +12,8 @@ out), and the engine tests drive it with an injected clock. The rules are CronJo
 - ``Forbid`` with a run active holds the tick back: it starts when the active run finishes, unless
   a newer tick or its deadline comes first (then it is skipped as ``ConcurrencyForbidden``);
   ``Replace`` cancels the active runs and starts the new one; ``Allow`` just starts it;
-- a tick that already has an instance (a crash after creating it, a backfill) is taken as started.
+- a tick that already has an instance (a crash after creating it, a backfill) is taken as started,
+  even while the schedule is suspended (the run was made just before the suspension arrived).
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def plan(
     """The plan at ``now`` for ticks after ``decided``; ``active`` names the runs not finished,
     ``existing`` holds the ticks that have an instance already."""
     if policy.suspended:
-        return Plan()
+        # nothing starts; a run made for a due tick just before the suspension still counts
+        made = [tick for tick in existing if decided < tick <= now]
+        return Plan(adopted=max(made) if made else None)
     next_tick = cron.next_after(now)
     due, older, exact = _due(cron, decided, now)
     if due is None:

@@ -311,6 +311,8 @@ def _backfill(args: argparse.Namespace) -> int:
         for tick in cron.after(start - 1):
             if tick > end:
                 break
+            if tick < start:
+                continue
             ticks.append(tick)
             if len(ticks) > args.max:
                 raise CommandError(
