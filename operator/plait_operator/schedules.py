@@ -49,9 +49,7 @@ _PERMANENT = (400, 403, 422)  # a run the API server refuses: retrying the same 
 
 
 class ScheduleController:
-    def __init__(
-        self, store: Store, metrics: ScheduleMetrics, clock: Callable[[], float] = time.time
-    ) -> None:  # fmt: skip
+    def __init__(self, store: Store, metrics: ScheduleMetrics, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kube: AsyncKube = store.kube
         self.metrics = metrics
@@ -213,7 +211,7 @@ class ScheduleActor:
         if skips:
             update["skipped"] = [_skip_record(s) for s in recent(previous_skips, skips)]
         await self._write_status(body, update, ready=ready)
-        await self._trim_history(body, spec, runs)
+        await self._trim_history(spec, runs)
         self._wake_at(decision.wake_at)
 
     async def _runs(self, body: JSON) -> list[JSON]:
@@ -263,21 +261,15 @@ class ScheduleActor:
             body, "TickSkipped", f"{skip.reason}: {when}: {skip.message}", warning=True
         )
 
-    async def _trim_history(self, body: JSON, spec: JSON, runs: list[JSON]) -> None:
-        """Delete the oldest finished runs beyond ``successfulRunsHistoryLimit`` and ``failedRunsHistoryLimit``."""
-        limits = {
-            "Succeeded": spec.get("successfulRunsHistoryLimit", 3),
-            "Failed": spec.get("failedRunsHistoryLimit", 1),
-        }
-        for kind, limit in limits.items():
-            finished = sorted(
-                (
-                    r
-                    for r in runs
-                    if _phase(r) in FINISHED_PHASES and (_phase(r) == "Succeeded") == (kind == "Succeeded")
-                ),
-                key=_finished,
-            )
+    async def _trim_history(self, spec: JSON, runs: list[JSON]) -> None:
+        """Delete the oldest finished runs beyond ``successfulRunsHistoryLimit`` and
+        ``failedRunsHistoryLimit`` (failed and cancelled runs count as failed)."""
+        succeeded = sorted((r for r in runs if _phase(r) == "Succeeded"), key=_finished)
+        failed = sorted((r for r in runs if _phase(r) in FINISHED_PHASES - {"Succeeded"}), key=_finished)
+        for finished, limit in (
+            (succeeded, spec.get("successfulRunsHistoryLimit", 3)),
+            (failed, spec.get("failedRunsHistoryLimit", 1)),
+        ):
             for run in finished[: max(0, len(finished) - limit)]:
                 with contextlib.suppress(NotFound):
                     await self.controller.kube.delete(
@@ -295,10 +287,15 @@ class ScheduleActor:
             status.get("conditions"),
             [condition(status.get("conditions"), "Ready", status_value, reason, message, generation)],
         )
-        patch = {**update, "conditions": conditions, "observedGeneration": generation}
-        if all(status.get(key) == value for key, value in patch.items() if key != "conditions") and previous and (
-            previous.get("reason"), previous.get("message")) == (reason, message):  # fmt: skip
+        unchanged = (
+            previous is not None
+            and (previous.get("status"), previous.get("reason"), previous.get("message")) == ready
+            and status.get("observedGeneration") == generation
+            and all(status.get(key) == value for key, value in update.items())
+        )
+        if unchanged:
             return
+        patch = {**update, "conditions": conditions, "observedGeneration": generation}
         self.body = await self.controller.kube.patch(
             SCHEDULES,
             self.name,
