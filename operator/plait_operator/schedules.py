@@ -157,7 +157,10 @@ class ScheduleActor:
         try:
             cron = Cron.parse(spec.get("schedule", ""), spec.get("timeZone"))
         except InvalidSchedule as invalid:
+            reported = (_ready_condition(status) or {}).get("reason") == invalid.reason
             await self._write_status(body, {"nextScheduleTime": None}, ready=("False", invalid.reason, invalid.message))
+            if not reported:
+                await self.controller.store.post_event(body, invalid.reason, invalid.message, warning=True)
             return
         runs = await self._runs(body)
         active = [r for r in runs if _phase(r) not in FINISHED_PHASES]
@@ -282,7 +285,7 @@ class ScheduleActor:
         status = body.get("status") or {}
         generation = body["metadata"].get("generation")
         status_value, reason, message = ready
-        previous = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        previous = _ready_condition(status)
         conditions = merge_conditions(
             status.get("conditions"),
             [condition(status.get("conditions"), "Ready", status_value, reason, message, generation)],
@@ -303,8 +306,6 @@ class ScheduleActor:
             self.namespace,
             subresource="status",
         )
-        if status_value == "False" and (previous is None or previous.get("reason") != reason):
-            await self.controller.store.post_event(body, reason, message, warning=True)
 
     async def _set_finalizers(self, body: JSON, finalizers: list[str]) -> JSON:
         meta = body["metadata"]
@@ -338,6 +339,10 @@ class ScheduleActor:
             # the loop's timer may fire a hair early: land just after the tick, not before it
             delay = max(0.0, moment - self.controller.clock()) + 0.005
             self._timer = asyncio.get_running_loop().call_later(delay, self.poke)
+
+
+def _ready_condition(status: JSON) -> JSON | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
 
 
 def _phase(instance: JSON) -> str:

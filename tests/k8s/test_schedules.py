@@ -371,3 +371,26 @@ def test_a_bad_schedule_or_time_zone_is_reported_and_runs_nothing(
     assert (schedule if reason == "InvalidSchedule" else zone) in ready["message"]
     assert any(r == reason for r, _ in events(kube, e2e, "bad"))
     assert runs(kube, e2e, "bad") == []
+
+
+def test_a_run_the_api_server_refuses_is_recorded_failed_to_start(kube: Kube, e2e: str, operator: PlaitProcess) -> None:
+    tick = tick_in(2)
+    create_schedule(kube, e2e, "refused", daily_at(tick), instanceTemplate={"labels": {"team": "not a label value!"}})
+    ready = wait_for(
+        lambda: next((c for c in status(kube, e2e, "refused").get("conditions") or [] if c["reason"] == "FailedCreate"), None),
+        timeout=20, what="the FailedCreate condition",
+    )  # fmt: skip
+    assert ready["status"] == "False" and "could not start the run for" in ready["message"]
+    assert skipped(kube, e2e, "refused") == [("FailedToStart", tick, tick)]
+    assert any(r == "FailedCreate" and "not a label value" in m for r, m in events(kube, e2e, "refused")), events(
+        kube, e2e, "refused"
+    )
+    assert runs(kube, e2e, "refused") == []
+    scrape = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
+    failed = [
+        sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "plait_schedule_ticks_total" and sample.labels["outcome"] == "failed"
+    ]
+    assert failed and failed[0] >= 1
