@@ -222,6 +222,9 @@ def test_a_run_made_just_before_a_suspension_still_counts_as_started() -> None:
     """The tick's run was created, then the status write met the suspension (a conflict)."""
     result = decide(Policy(suspended=True), now=T0 + 1, existing={T0 - 60, T0})
     assert result.adopted == T0 and result.start is None and result.next_tick is None
+    # ... and the ticks that run skipped are recorded too (the operator had been down)
+    late = decide(Policy(suspended=True), now=T0 + 181, decided=T0 - 30, existing={T0 + 120})
+    assert late.adopted == T0 + 120 and late.skips == [Skip("Missed", T0, T0 + 60, 2)]
 
 
 def test_backfilled_ticks_are_not_reported_as_skipped() -> None:

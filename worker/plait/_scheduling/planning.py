@@ -18,6 +18,7 @@ out), and the engine tests drive it with an injected clock. The rules are CronJo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -92,9 +93,20 @@ def plan(
     """The plan at ``now`` for ticks after ``decided``; ``active`` names the runs not finished,
     ``existing`` holds the ticks that have an instance already."""
     if policy.suspended:
-        # nothing starts; a run made for a due tick just before the suspension still counts
+        # Nothing starts. A run made for a due tick just before the suspension arrived still
+        # counts, with the ticks it skipped: the decision as it was at that tick.
         made = [tick for tick in existing if decided < tick <= now]
-        return Plan(adopted=max(made) if made else None)
+        if not made:
+            return Plan()
+        then = plan(
+            cron,
+            dataclasses.replace(policy, suspended=False),
+            now=max(made),
+            decided=decided,
+            active=active,
+            existing=existing,
+        )
+        return Plan(adopted=then.adopted, skips=then.skips)
     next_tick = cron.next_after(now)
     due, older, exact = _due(cron, decided, now)
     if due is None:
