@@ -157,10 +157,10 @@ class ScheduleActor:
         try:
             cron = Cron.parse(spec.get("schedule", ""), spec.get("timeZone"))
         except InvalidSchedule as invalid:
-            reported = (_ready_condition(status) or {}).get("reason") == invalid.reason
-            await self._write_status(body, {"nextScheduleTime": None}, ready=("False", invalid.reason, invalid.message))
-            if not reported:
+            # the Event first: once the condition says so, the Event is there to read
+            if (_ready_condition(status) or {}).get("reason") != invalid.reason:
                 await self.controller.store.post_event(body, invalid.reason, invalid.message, warning=True)
+            await self._write_status(body, {"nextScheduleTime": None}, ready=("False", invalid.reason, invalid.message))
             return
         runs = await self._runs(body)
         active = [r for r in runs if _phase(r) not in FINISHED_PHASES]
