@@ -13,11 +13,14 @@ from typing import Any
 import kopf
 
 from plait._kube.connection import Connection
-from plait._kube.models import GROUP, VERSION
+from plait._kube.models import GROUP, SCHEDULE_LABEL, VERSION
 from plait_operator.controller import Controller
+from plait_operator.schedules import ScheduleController
 
 
-def registry_for(controller: Controller, connection: Connection) -> kopf.OperatorRegistry:
+def registry_for(
+    controller: Controller, connection: Connection, schedules: ScheduleController
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -44,6 +47,14 @@ def registry_for(controller: Controller, connection: Connection) -> kopf.Operato
     @kopf.on.event(GROUP, VERSION, "workflowsignals", registry=registry)
     async def signals(event: kopf.RawEvent, **_: Any) -> None:
         await controller.on_signal(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, "workflowschedules", registry=registry)
+    async def schedule_events(event: kopf.RawEvent, **_: Any) -> None:
+        await schedules.on_schedule(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, "workflowinstances", labels={SCHEDULE_LABEL: kopf.PRESENT}, registry=registry)
+    async def scheduled_runs(event: kopf.RawEvent, **_: Any) -> None:
+        await schedules.on_instance(event.get("type"), dict(event["object"]))
 
     return registry
 

@@ -20,7 +20,8 @@ from plait._serving import serve
 from plait_operator.controller import Controller
 from plait_operator.handlers import kopf_settings, registry_for
 from plait_operator.leader import LeaderElection
-from plait_operator.metrics import OperatorMetrics
+from plait_operator.metrics import OperatorMetrics, ScheduleMetrics
+from plait_operator.schedules import ScheduleController
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store
 
@@ -34,6 +35,7 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # kopf logs every event handled at INFO
     kube = AsyncKube(connection, max_connections=64)
     controller = Controller(Store(kube, settings.identity), settings, metrics)
+    schedules = ScheduleController(controller.store, ScheduleMetrics(metrics.registry))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -76,7 +78,7 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
     kopf_stop = asyncio.Event()
     operator = asyncio.ensure_future(
         kopf.operator(
-            registry=registry_for(controller, connection),
+            registry=registry_for(controller, connection, schedules),
             settings=kopf_settings(),
             standalone=True,
             clusterwide=not settings.namespaces,
@@ -96,6 +98,7 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
     with suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(operator, timeout=10)
     metrics.leader.set(0)
+    await schedules.stop()
     await _shutdown(controller, kube, http)
     if operator in done and operator.exception() is not None:
         raise operator.exception()  # type: ignore[misc]

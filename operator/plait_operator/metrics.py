@@ -127,3 +127,23 @@ class OperatorMetrics:
             registry=r,
         )
         self.leader = Gauge("plait_operator_leader", "1 while this operator replica is the active one.", registry=r)
+
+
+class ScheduleMetrics:
+    """What schedules did at their ticks, on the operator's registry (see :mod:`plait_operator.schedules`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ticks = Counter(
+            "plait_schedule_ticks_total",
+            "Schedule ticks by outcome: started (a run was created), skipped (see the schedule's "
+            "status.skipped), failed (the API server refused the run).",
+            ["workflow", "outcome"],
+            registry=registry,
+        )
+        self.start_delay = Histogram(
+            "plait_schedule_start_delay_seconds",
+            "From a tick's time to its run being created.",
+            ["workflow"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )

@@ -14,7 +14,8 @@ from examples.etl import etl
 from examples.orders import orders
 
 from plait import InMemoryBackend, WorkflowError, resume_workflow, run_durable_workflow, run_workflow, send_signal
-from plait._kube.models import WorkflowInstance, WorkflowSignal
+from plait._kube.models import WorkflowInstance, WorkflowSchedule, WorkflowSignal
+from plait._scheduling.cron import Cron
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ORDER = yaml.safe_load((EXAMPLES / "order-instance.yaml").read_text())["spec"]["input"]
@@ -67,3 +68,11 @@ def test_approval_signal_manifest_matches_the_order() -> None:
     instance = yaml.safe_load((EXAMPLES / "order-instance.yaml").read_text())
     assert signal.spec.instance == instance["metadata"]["name"]
     assert signal.spec.name in {getattr(node, "signal", None) for node in orders.definition.nodes.values()}
+
+
+def test_the_schedule_manifest_runs_the_etl_nightly_on_valid_input() -> None:
+    schedule = WorkflowSchedule.model_validate(yaml.safe_load((EXAMPLES / "etl-schedule.yaml").read_text()))
+    assert schedule.spec.workflow == etl.workflow_id
+    assert Cron.parse(schedule.spec.schedule, schedule.spec.timeZone).explain() == "At 02:00 every day"
+    if etl.definition.input_schema:
+        jsonschema.validate(schedule.spec.input, etl.definition.input_schema)

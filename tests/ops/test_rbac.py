@@ -18,6 +18,7 @@ from plait._kube.models import (
     CANCEL_ANNOTATION,
     DEFINITIONS,
     INSTANCES,
+    SCHEDULES,
     SIGNALS,
     TASKS,
 )
@@ -219,6 +220,11 @@ def test_the_operator_identity_is_refused_what_it_must_not_do(
     assert not refused(lambda: operator.create(TASKS, {"metadata": {"name": "t"}}, ns, dry_run=True))
     assert not refused(lambda: operator.patch(SIGNALS, "s", {"status": {}}, ns, subresource="status"))
     assert not refused(lambda: operator.get(LEASES, namespaced.operator_account, ns))
+    # schedules: watch them, write their status and finalizer, create their runs
+    assert not refused(lambda: operator.list(SCHEDULES, ns))
+    assert not refused(lambda: operator.patch(SCHEDULES, "s", {"status": {}}, ns, subresource="status"))
+    assert not refused(lambda: operator.patch(SCHEDULES, "s", {"metadata": {"finalizers": []}}, ns))
+    assert not refused(lambda: operator.create(INSTANCES, instance_body("run", "sequence", 1), ns, dry_run=True))
     # not: secrets, pods, config maps, or changing definitions (the workers publish them)
     assert refused(lambda: operator.get(SECRETS, "s", ns))
     assert refused(lambda: operator.list(SECRETS, ns))

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 from plait._kube.models import (
     GROUP,
@@ -22,6 +24,7 @@ from plait._kube.models import (
     KubeObject,
     WorkflowDefinition,
     WorkflowInstance,
+    WorkflowSchedule,
     WorkflowSignal,
     WorkflowTask,
 )
@@ -57,6 +60,15 @@ _PRINTER_COLUMNS: dict[str, list[JSON]] = {
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
+    "WorkflowSchedule": [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        {"name": "TimeZone", "type": "string", "jsonPath": ".spec.timeZone"},
+        {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+        {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime"},
+        {"name": "Last", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+        {"name": "Active", "type": "string", "jsonPath": ".status.active[*].name"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ],
 }
 
 _SELECTABLE_FIELDS: dict[str, list[str]] = {
@@ -70,7 +82,9 @@ _IMMUTABLE_SPEC_MESSAGE = {
     "WorkflowTask": "spec is immutable",
     "WorkflowDefinition": "spec is immutable: a definition version is identified by its hash",
     "WorkflowSignal": "spec is immutable: send a new signal instead",
-}
+}  # kinds not named here (WorkflowSchedule) may change their spec
+# Kinds whose spec defaults the API server fills in (as for CronJob), so that `kubectl get` shows them.
+_DEFAULTED_SPECS = frozenset({"WorkflowSchedule"})
 
 
 def structural(schema: JSON, defs: JSON) -> JSON:
@@ -134,9 +148,16 @@ def _schema(model: type[KubeObject]) -> JSON:
             node = structural(raw["properties"][name], defs)
             node.pop("nullable", None)
             properties[name] = node
-    properties["spec"]["x-kubernetes-validations"] = [
-        {"rule": "self == oldSelf", "message": _IMMUTABLE_SPEC_MESSAGE[model.RESOURCE.kind]}
-    ]
+    if model.RESOURCE.kind in _DEFAULTED_SPECS:
+        spec_model = model.model_fields["spec"].annotation
+        assert isinstance(spec_model, type) and issubclass(spec_model, BaseModel)
+        for name, field in spec_model.model_fields.items():
+            if field.default is not None and field.default is not PydanticUndefined:
+                properties["spec"]["properties"][name]["default"] = field.default
+    if model.RESOURCE.kind in _IMMUTABLE_SPEC_MESSAGE:
+        properties["spec"]["x-kubernetes-validations"] = [
+            {"rule": "self == oldSelf", "message": _IMMUTABLE_SPEC_MESSAGE[model.RESOURCE.kind]}
+        ]
     return {
         "type": "object",
         "description": model.DESCRIPTION,
@@ -184,7 +205,13 @@ def crd(model: type[KubeObject]) -> JSON:
     }
 
 
-MODELS: tuple[type[KubeObject], ...] = (WorkflowDefinition, WorkflowInstance, WorkflowSignal, WorkflowTask)
+MODELS: tuple[type[KubeObject], ...] = (
+    WorkflowDefinition,
+    WorkflowInstance,
+    WorkflowSchedule,
+    WorkflowSignal,
+    WorkflowTask,
+)
 
 
 def all_crds() -> list[JSON]:

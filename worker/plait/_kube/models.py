@@ -1,4 +1,4 @@
-"""The four plait resources (``plait.dev/v1alpha1``), one pydantic model each.
+"""The plait resources (``plait.dev/v1alpha1``), one pydantic model each.
 
 These models are the single source of truth: the controller, the worker, the CLI and the CRD
 generator (:mod:`plait._kube.crds`, which writes ``crds/`` and the chart's CRDs) all use them.
@@ -376,8 +376,100 @@ class WorkflowSignal(KubeObject):
     status: WorkflowSignalStatus | None = None
 
 
-RESOURCES: tuple[type[KubeObject], ...] = (WorkflowInstance, WorkflowTask, WorkflowDefinition, WorkflowSignal)
+# -- WorkflowSchedule ------------------------------------------------------------------------------
+
+# On instances a schedule starts: the schedule's name, and the tick (RFC 3339, UTC) it ran for.
+SCHEDULE_LABEL = "plait.dev/schedule"
+SCHEDULED_TIME_ANNOTATION = "plait.dev/scheduled-time"
+# The operator's finalizer on a schedule: before it goes, its instances are let go of (see docs/schedules.md).
+SCHEDULE_FINALIZER = "plait.dev/release-runs"
+ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
+SkipReason = Literal["Missed", "DeadlineExceeded", "ConcurrencyForbidden", "FailedToStart"]
+
+
+class InstanceTemplate(_Model):
+    """What every instance a schedule starts gets, besides the schedule's label and owner."""
+
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    ttlSecondsAfterFinished: int | None = Field(
+        default=None, ge=0, description="Delete each finished instance (and its tasks) this long after it finished."
+    )
+
+
+class WorkflowScheduleSpec(_Model):
+    """Desired state: start an instance of the workflow at every tick of the schedule, in its time zone."""
+
+    schedule: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Cron expression: 5 fields (minute hour day-of-month month day-of-week), 6 with seconds "
+        "first, or a macro (@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly).",
+    )
+    timeZone: str | None = Field(
+        default=None, max_length=64, description="IANA time zone the schedule is read in (default: UTC)."
+    )
+    workflow: str = Field(min_length=1, max_length=253, description="Name of the workflow definition to run.")
+    input: Any = Field(default=None, description="Input of every run: any JSON value.")
+    definitionHash: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Pin a definition version; default: the latest published when each run starts.",
+    )
+    concurrencyPolicy: ConcurrencyPolicy = Field(
+        default="Allow",
+        description="When a tick comes while a run is active: Allow another, Forbid it (the tick waits for the "
+        "active run, within startingDeadlineSeconds), or Replace the active run (cancel it).",
+    )
+    startingDeadlineSeconds: int | None = Field(
+        default=None, ge=0, description="A tick that cannot start within this many seconds of its time is skipped."
+    )
+    suspend: bool = Field(default=False, description="Start no runs while true; missed ticks count on resume.")
+    successfulRunsHistoryLimit: int = Field(default=3, ge=0, description="Succeeded runs to keep.")
+    failedRunsHistoryLimit: int = Field(default=1, ge=0, description="Failed or cancelled runs to keep.")
+    instanceTemplate: InstanceTemplate | None = None
+
+
+class ActiveRun(_Model):
+    name: str
+    uid: str | None = None
+    scheduleTime: str | None = Field(default=None, description="The tick it runs for (none: started by hand).")
+
+
+class SkippedTicks(_Model):
+    """Consecutive ticks that started no run, for one reason."""
+
+    reason: SkipReason
+    firstTime: str
+    lastTime: str
+    count: int = Field(ge=1)
+    message: str = ""
+
+
+class WorkflowScheduleStatus(_Model):
+    lastScheduleTime: str | None = Field(default=None, description="The latest tick a run was started for.")
+    nextScheduleTime: str | None = Field(default=None, description="The next tick (none while suspended).")
+    lastSuccessfulTime: str | None = Field(default=None, description="When a run last finished successfully.")
+    active: list[ActiveRun] | None = None
+    skipped: list[SkippedTicks] | None = Field(
+        default=None, description="The latest ticks that ran nothing, newest last."
+    )
+    conditions: list[Condition] | None = None
+    observedGeneration: int | None = None
+
+
+class WorkflowSchedule(KubeObject):
+    RESOURCE = Resource(GROUP, VERSION, "workflowschedules", "WorkflowSchedule")
+    SHORT_NAMES = ("wfsched",)
+    DESCRIPTION = "Starts a workflow instance at every tick of a cron schedule in a time zone."
+
+    kind: str = "WorkflowSchedule"
+    spec: WorkflowScheduleSpec
+    status: WorkflowScheduleStatus | None = None
+
+
 INSTANCES = WorkflowInstance.RESOURCE
 TASKS = WorkflowTask.RESOURCE
 DEFINITIONS = WorkflowDefinition.RESOURCE
 SIGNALS = WorkflowSignal.RESOURCE
+SCHEDULES = WorkflowSchedule.RESOURCE

@@ -10,6 +10,7 @@ another code); nothing prints a traceback at a user.
     instances.py    plait submit, get, status, result, list, logs
     control.py      plait signal, pause, resume, cancel
     definitions.py  plait definitions
+    schedules.py    plait schedule list|get|trigger|suspend|resume|backfill
     steptree.py, view.py, follow.py, lookup.py, inputs.py, format.py: what those share
 """
 
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from plait.cli import control, definitions, dev, instances, processes
+from plait.cli import control, definitions, dev, instances, processes, schedules
 from plait.cli.common import CommandError, program
 from plait.errors import PlaitError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     instances.register(commands)
     control.register(commands)
     definitions.register(commands)
+    schedules.register(commands)
     dev.register(commands)
     processes.register(commands)
     return parser
