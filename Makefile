@@ -26,10 +26,11 @@ crds:  ## regenerate crds/ and the chart CRDs from the models
 binaries:  ## build kube-apiserver, kube-controller-manager, kubectl, etcd and helm (cached)
 	hack/build-binaries.sh
 
-lint: install  ## ruff and mypy
+lint: install  ## ruff, mypy and the layer contracts (import-linter)
 	$(BIN)/ruff check worker operator tests bench examples
 	$(BIN)/ruff format --check worker operator tests bench examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: install binaries lint  ## the whole suite against a real control plane
 	$(BIN)/pytest $(PYTEST_ARGS)
