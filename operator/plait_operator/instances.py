@@ -42,8 +42,10 @@ from plait._core.snapshot import Snapshot
 from plait._kube.client import JSON
 from plait._kube.models import (
     CANCEL_ANNOTATION,
+    CANCELLED_BY_ANNOTATION,
     FINALIZER,
     PAUSE_ANNOTATION,
+    PAUSED_BY_ANNOTATION,
     TASK_RESULT_PHASES,
     label_value,
     now_rfc3339,
@@ -203,11 +205,11 @@ class InstanceActor:
                 )
                 return
         else:
-            if status.get("phase") == "Failed" or "deletionTimestamp" in meta:
+            if status.get("phase") in ("Failed", "Cancelled") or "deletionTimestamp" in meta:
                 await self._finish_deletion(body, finished=True)
                 await self._reject_signals(f"instance {self.name} did not start")
                 return
-            found = ctrl.catalog.resolve(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
+            found = await ctrl.resolve_definition(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
             if found is None:
                 await self._wait_for_definition(body, spec)
                 return
@@ -220,6 +222,9 @@ class InstanceActor:
             if FINALIZER not in (meta.get("finalizers") or []):
                 body = self.body = _slim(await ctrl.store.add_finalizer(body))
             snapshot = new_snapshot(definition, self.name)
+            annotations = meta.get("annotations") or {}
+            if PAUSE_ANNOTATION in annotations and CANCEL_ANNOTATION not in annotations:  # paused before it started
+                snapshot.paused = _requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
             events.append(Started(spec.get("input")))
             starting = True
 
@@ -273,9 +278,10 @@ class InstanceActor:
         if "deletionTimestamp" in meta:
             return [Cancel("the instance was deleted", "kubernetes")]
         if CANCEL_ANNOTATION in annotations:
-            return [Cancel(annotations[CANCEL_ANNOTATION] or "cancel requested", CANCEL_ANNOTATION)]
+            by = _requester(annotations, CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION)
+            return [Cancel(annotations[CANCEL_ANNOTATION] or "cancel requested", by["by"])]
         if PAUSE_ANNOTATION in annotations and snapshot.paused is None:
-            return [Pause(annotations[PAUSE_ANNOTATION] or None, PAUSE_ANNOTATION)]
+            return [Pause(**_requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION))]
         if PAUSE_ANNOTATION not in annotations and snapshot.paused is not None:
             return [Unpause()]
         return []
@@ -441,7 +447,31 @@ class InstanceActor:
         if "deletionTimestamp" in body["metadata"]:
             await self._finish_deletion(body, finished=True)
             return
+        if CANCEL_ANNOTATION in (body["metadata"].get("annotations") or {}):
+            await self._cancel_unstarted(body)
+            return
         await self._write_status_once(body, "DefinitionNotFound", message)
+
+    async def _cancel_unstarted(self, body: JSON) -> None:
+        """Cancelled before any worker published its workflow: it ends without a step."""
+        status = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        reason = (body["metadata"].get("annotations") or {}).get(CANCEL_ANNOTATION) or "no reason given"
+        message = f"cancelled: {reason}"
+        update = {
+            "phase": "Cancelled",
+            "message": message,
+            "observedGeneration": generation,
+            "finishedAt": now_rfc3339(),
+            "conditions": merge_conditions(
+                status.get("conditions"),
+                [condition(status.get("conditions"), "Completed", "True", "Cancelled", message, generation)],
+            ),
+        }
+        self.body = await self.controller.store.write_status(body, update)
+        await self.controller.store.post_event(body, "Cancelled", message)
+        self.controller.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Cancelled")
+        await self._reject_signals(f"instance {self.name} was cancelled before it started")
 
     async def _write_status_once(self, body: JSON, reason: str, message: str) -> None:
         """Pending with a condition saying why; written (and an Event posted) only when it changes."""
@@ -511,6 +541,11 @@ def _slim(body: JSON, *, keep_input: bool = True) -> JSON:
     if not keep_input and "input" in (body.get("spec") or {}):
         slim["spec"] = {key: value for key, value in body["spec"].items() if key != "input"}
     return slim
+
+
+def _requester(annotations: dict[str, str], request: str, by: str) -> dict[str, str | None]:
+    """Reason and author of a pause or cancel annotation (the client sets ``by``; kubectl users do not)."""
+    return {"reason": annotations[request] or None, "by": annotations.get(by, request) or None}
 
 
 def _arrival(body: JSON) -> tuple[str, int]:

@@ -23,6 +23,7 @@ from plait._kube.models import (
     INSTANCE_UID_LABEL,
     QUEUE_LABEL,
     WORKFLOW_LABEL,
+    WorkflowDefinition,
     WorkflowInstance,
     WorkflowSignal,
     WorkflowTask,
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 INSTANCES = WorkflowInstance.RESOURCE
 TASKS = WorkflowTask.RESOURCE
 SIGNALS = WorkflowSignal.RESOURCE
+DEFINITIONS = WorkflowDefinition.RESOURCE
 
 
 def task_name(instance: str, uid: str, path: str, attempt: int) -> str:
@@ -105,6 +107,11 @@ class Store:
             return await self.kube.get(INSTANCES, name, namespace)
         except NotFound:
             return None
+
+    async def list_definitions(self, namespace: str, workflow: str) -> list[JSON]:
+        listed = await self.kube.list(DEFINITIONS, namespace, field_selector=f"spec.workflow={workflow}")
+        items: list[JSON] = listed.get("items") or []
+        return items
 
     async def add_finalizer(self, instance: JSON) -> JSON:
         meta = instance["metadata"]

@@ -12,13 +12,7 @@ from plait._authoring.flow import BranchBuilder, Flow, ForkBuilder, NodeInfo, Wo
 from plait._authoring.loop import LoopResult, OnMax
 from plait._authoring.tasks import RetryPolicy, TaskMetadata, parse_duration, task
 from plait._client.aio import AsyncWorkflowClient
-from plait._client.backend import KubernetesBackend
-from plait._client.worker import Worker, WorkerHandle
-from plait._execution.context import TaskExecutionContext, get_task_context
-from plait._local.api import (
-    DurableEngine,
-    WorkflowClient,
-    WorkflowEngine,
+from plait._client.api import (
     cancel_workflow,
     pause_workflow,
     resume_workflow,
@@ -27,6 +21,11 @@ from plait._local.api import (
     send_signal,
     unpause_workflow,
 )
+from plait._client.backend import KubernetesBackend
+from plait._client.sync import WorkflowClient
+from plait._client.worker import Worker, WorkerHandle
+from plait._execution.context import TaskExecutionContext, get_task_context
+from plait._local.api import DurableEngine, WorkflowEngine
 from plait._local.backends import Backend, InMemoryBackend, SqliteBackend
 from plait._local.status import WorkflowStatus
 from plait.errors import (

@@ -1,6 +1,7 @@
-"""``WorkflowClient`` on a cluster: the async client, driven from synchronous code.
+"""``WorkflowClient``: the local client, or on a cluster the async client driven from synchronous code.
 
-``WorkflowClient(KubernetesBackend(...))`` makes a :class:`ClusterWorkflowClient`. It owns one
+``plait.WorkflowClient(backend)`` is the local client for a local backend; for a
+:class:`~plait.KubernetesBackend` it makes a :class:`ClusterWorkflowClient`. That owns one
 event loop on a daemon thread of its own, runs an
 :class:`~plait._client.aio.AsyncWorkflowClient` on it and waits for each call, so there is one
 implementation of every method and it works from any thread, inside a running event loop too
@@ -17,10 +18,20 @@ from typing import Any, TypeVar
 from plait._authoring.flow import Workflow
 from plait._client.aio import AsyncWorkflowClient
 from plait._client.backend import KubernetesBackend
-from plait._local.api import WorkflowClient
+from plait._local import api as local
 from plait._local.status import WorkflowStatus
 
 T = TypeVar("T")
+
+
+class WorkflowClient(local.WorkflowClient):
+    """Submits and controls instances without running their tasks: in a local backend, or on the
+    cluster of a :class:`~plait.KubernetesBackend` (then with ``wait``, ``list`` and ``close`` too)."""
+
+    def __new__(cls, backend: Any, **options: Any) -> WorkflowClient:
+        if cls is WorkflowClient and isinstance(backend, KubernetesBackend):
+            cls = ClusterWorkflowClient
+        return super().__new__(cls)
 
 
 class ClusterWorkflowClient(WorkflowClient):

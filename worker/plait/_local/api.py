@@ -4,18 +4,16 @@ Thin wrappers over :class:`plait._local.runner.Runner` and a :class:`~plait._loc
 External requests (signals, pause, unpause, cancel) go to the backend's inbox and take effect
 when the instance next runs (``resume_workflow``), exactly as sayiir does.
 
-Given a :class:`~plait._client.backend.KubernetesBackend` instead, the same functions and
-classes act on the cluster through :mod:`plait._client`: nothing runs in this process then.
+On a cluster, :mod:`plait._client.api` puts the same names in front of the cluster client.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plait import _lifecycle
 from plait._authoring.flow import Workflow
-from plait._client.backend import KubernetesBackend
 from plait._core.snapshot import Snapshot
 from plait._execution.invoke import to_json
 from plait._ids import check_instance_id
@@ -23,9 +21,6 @@ from plait._local.backends import Backend, InMemoryBackend
 from plait._local.runner import Runner
 from plait._local.status import WorkflowStatus
 from plait.errors import InstanceAlreadyExistsError, TaskError, WorkflowError
-
-if TYPE_CHECKING:
-    from plait._client.sync import ClusterWorkflowClient
 
 CONFLICT_POLICIES = ("fail", "use_existing", "terminate_existing")
 TaskRegistry = dict[str, Callable[..., Any]]
@@ -38,15 +33,6 @@ def check_policy(conflict_policy: str | None) -> str:
             f'invalid conflict_policy: "{conflict_policy}" (expected "fail", "use_existing", or "terminate_existing")'
         )
     return policy
-
-
-def _cluster(backend: Any, conflict_policy: str | None = None) -> ClusterWorkflowClient | None:
-    """A client of the cluster when ``backend`` is a :class:`KubernetesBackend` (close it after use)."""
-    if not isinstance(backend, KubernetesBackend):
-        return None
-    from plait._client.sync import ClusterWorkflowClient
-
-    return ClusterWorkflowClient(backend, conflict_policy=conflict_policy)
 
 
 def check_workflow(workflow: Any) -> Workflow:
@@ -84,10 +70,10 @@ class DurableEngine:
     """Runs workflows with a checkpoint after every step in ``backend``."""
 
     def __init__(self, backend: Backend | None = None, conflict_policy: str | None = None) -> None:
-        if isinstance(backend, KubernetesBackend):
+        if backend is not None and not isinstance(backend, Backend):
             raise TypeError(
-                "DurableEngine runs tasks in this process; with a KubernetesBackend use WorkflowClient, "
-                "run_durable_workflow or resume_workflow (the operator and workers run the tasks)"
+                f"DurableEngine runs tasks in this process and needs a local backend (InMemoryBackend, "
+                f"SqliteBackend), got {type(backend).__name__}; on a cluster use WorkflowClient"
             )
         self.backend = backend if backend is not None else InMemoryBackend()
         self.conflict_policy = check_policy(conflict_policy)
@@ -150,18 +136,7 @@ def replace_instance(backend: Backend, instance_id: str) -> None:
 
 
 class WorkflowClient:
-    """Submits and controls instances in a backend without running their tasks.
-
-    With a :class:`~plait.KubernetesBackend` the instances live on the cluster: this makes a
-    :class:`plait._client.sync.ClusterWorkflowClient`, which adds ``wait``, ``list`` and ``close``.
-    """
-
-    def __new__(cls, backend: Any, **options: Any) -> WorkflowClient:
-        if cls is WorkflowClient and isinstance(backend, KubernetesBackend):
-            from plait._client.sync import ClusterWorkflowClient
-
-            cls = ClusterWorkflowClient
-        return super().__new__(cls)
+    """Submits and controls instances in a backend without running their tasks."""
 
     def __init__(self, backend: Backend, *, conflict_policy: str | None = None) -> None:
         self._engine = DurableEngine(backend, conflict_policy)
@@ -224,16 +199,6 @@ def run_workflow(
     """
     if instance_id is None:
         return WorkflowEngine().run(workflow, input_data)
-    cluster = _cluster(backend, conflict_policy)
-    if cluster is not None:  # the operator and workers run it: wait for the end
-        with cluster:
-            cluster.submit(workflow, instance_id, input_data)
-            status = cluster.wait(instance_id)
-        if status.is_failed():
-            raise TaskError(status.error)
-        if not status.is_completed():
-            raise WorkflowError(f"Workflow did not complete (status={status.status})")
-        return status.output
     status = run_durable_workflow(workflow, instance_id, input_data, backend=backend, conflict_policy=conflict_policy)
     if not status.is_completed():
         raise WorkflowError(
@@ -249,56 +214,32 @@ def run_durable_workflow(
     backend: Backend | None = None,
     conflict_policy: str | None = None,
 ) -> WorkflowStatus:
-    """Run with a checkpoint after every step; returns when finished or waiting (delay, signal, pause).
-
-    With a :class:`~plait.KubernetesBackend` it submits the instance and returns its status at once:
-    the operator and the workers run it."""
-    cluster = _cluster(backend, conflict_policy)
-    if cluster is not None:
-        with cluster:
-            return cluster.submit(workflow, instance_id, input_data)
+    """Run with a checkpoint after every step; returns when finished or waiting (delay, signal, pause)."""
     return DurableEngine(backend, conflict_policy).run(workflow, instance_id, input_data)
 
 
 def resume_workflow(workflow: Workflow, instance_id: str, backend: Backend) -> WorkflowStatus:
-    """Continue an instance from its last checkpoint, applying pending signals and requests.
-
-    With a :class:`~plait.KubernetesBackend` it returns the current status: the operator drives it."""
-    cluster = _cluster(backend)
-    if cluster is not None:
-        check_workflow(workflow)
-        with cluster:
-            return cluster.status(instance_id)
+    """Continue an instance from its last checkpoint, applying pending signals and requests."""
     return DurableEngine(backend).resume(workflow, instance_id)
-
-
-def _request(backend: Backend, call: Callable[[Any], None]) -> None:
-    """Make a lifecycle request through the cluster's client, or a local engine."""
-    cluster = _cluster(backend)
-    if cluster is None:
-        call(DurableEngine(backend))
-        return
-    with cluster:
-        call(cluster)
 
 
 def cancel_workflow(
     instance_id: str, backend: Backend, reason: str | None = None, cancelled_by: str | None = None
 ) -> None:
     """Ask for cancellation; it takes effect when the instance next runs."""
-    _request(backend, lambda c: c.cancel(instance_id, reason=reason, cancelled_by=cancelled_by))
+    DurableEngine(backend).cancel(instance_id, reason, cancelled_by)
 
 
 def pause_workflow(instance_id: str, backend: Backend, reason: str | None = None, paused_by: str | None = None) -> None:
     """Ask for a pause at the next task boundary."""
-    _request(backend, lambda c: c.pause(instance_id, reason=reason, paused_by=paused_by))
+    DurableEngine(backend).pause(instance_id, reason, paused_by)
 
 
 def unpause_workflow(instance_id: str, backend: Backend) -> None:
     """Lift a pause; ``resume_workflow`` then continues the instance."""
-    _request(backend, lambda c: c.unpause(instance_id))
+    DurableEngine(backend).unpause(instance_id)
 
 
 def send_signal(instance_id: str, signal_name: str, payload: Any, backend: Backend) -> None:
     """Deliver a signal; it is buffered first-in first-out until the instance waits for it."""
-    _request(backend, lambda c: c.send_signal(instance_id, signal_name, payload))
+    DurableEngine(backend).send_signal(instance_id, signal_name, payload)
