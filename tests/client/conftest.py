@@ -33,6 +33,7 @@ def start_worker(backend: KubernetesBackend) -> Iterator[Callable[..., WorkerHan
     """``start_worker(worker_id="w1", **options)``: an embedded worker serving tests.client.flows,
     shut down and joined after the test."""
     flows.RELEASE.clear()
+    flows.RUNNING.clear()
     handles: list[WorkerHandle] = []
 
     def start(worker_id: str = "embedded-1", **options: float) -> WorkerHandle:

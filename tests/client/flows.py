@@ -10,6 +10,8 @@ from plait import Flow, get_task_context, task
 
 #: Set by a test to let ``held`` finish (embedded workers share this process with the test).
 RELEASE = threading.Event()
+#: Set by ``held`` and ``nap`` when they start: the test knows a step is running.
+RUNNING = threading.Event()
 
 
 @task
@@ -31,6 +33,7 @@ def approved(payload: dict[str, Any]) -> str:
 def held(x: int) -> int:
     """Runs until the test sets RELEASE (or the task is cancelled)."""
     ctx = get_task_context()
+    RUNNING.set()
     while not RELEASE.wait(0.02):
         if ctx is not None and ctx.is_cancelled():
             return -1
@@ -39,6 +42,7 @@ def held(x: int) -> int:
 
 @task
 def nap(seconds: float) -> float:
+    RUNNING.set()
     time.sleep(seconds)
     return seconds
 

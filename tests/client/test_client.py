@@ -19,8 +19,13 @@ from plait import (
     WorkerHandle,
     WorkflowClient,
     WorkflowError,
+    cancel_workflow,
+    pause_workflow,
     resume_workflow,
     run_durable_workflow,
+    run_workflow,
+    send_signal,
+    unpause_workflow,
 )
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_name
 from plait._kube.client import Kube
@@ -100,8 +105,7 @@ def test_a_running_instance_pauses_at_the_next_step_boundary(
 ) -> None:
     start_worker()
     client.submit(flows.holding, "h-1", 7)
-    wait_for(lambda: client.status("h-1").is_in_progress() and client.get_task_result("h-1", "held") is None)
-    time.sleep(0.3)  # held is running now
+    assert flows.RUNNING.wait(30)  # held is running
     client.pause("h-1")
     assert client.status("h-1").status == "paused"
     flows.RELEASE.set()  # the running step finishes...
@@ -119,7 +123,7 @@ def test_cancel_is_seen_at_once_and_nothing_runs_on(
 ) -> None:
     start_worker()
     client.submit(flows.holding, "c-1", 1)
-    wait_for(lambda: client.status("c-1").is_in_progress())
+    assert flows.RUNNING.wait(30)  # held is running
     client.cancel("c-1", reason="no longer needed", cancelled_by="bob")
     cancelled = client.status("c-1")
     assert (cancelled.status, cancelled.reason, cancelled.cancelled_by) == ("cancelled", "no longer needed", "bob")
@@ -146,7 +150,7 @@ def test_conflict_policies(backend: KubernetesBackend, start_worker: Callable[..
         WorkflowClient(backend, conflict_policy="terminate_existing") as replace,  # type: ignore[attr-defined]
     ):
         fail.submit(flows.gated, "Dup_1", 3)
-        wait_for(lambda: fail.status("Dup_1").is_in_progress())
+        assert flows.RUNNING.wait(30)  # held is running
         with pytest.raises(InstanceAlreadyExistsError, match="Workflow instance already exists: Dup_1"):
             fail.submit(flows.gated, "Dup_1", 3)
         existing = reuse.submit(flows.chained, "Dup_1", 100)
@@ -210,8 +214,15 @@ def test_run_durable_workflow_submits_and_resume_workflow_reads(
     assert status.status == "in_progress"  # returned at once: nothing ran here
     start_worker()
     assert wait_for(lambda: resume_workflow(flows.approval, "r-1", backend).is_awaiting_signal())
-    client.send_signal("r-1", "approve", {"by": "dan"})
+    pause_workflow("r-1", backend, reason="look", paused_by="dan")
+    assert client.status("r-1").paused_by == "dan"
+    unpause_workflow("r-1", backend)
+    send_signal("r-1", "approve", {"by": "dan"}, backend)
     assert client.wait("r-1", timeout=60).output == "approved by dan"  # type: ignore[attr-defined]
+    assert run_workflow(flows.chained, 1, instance_id="rw-1", backend=backend) == 5  # submits and waits
+    run_durable_workflow(flows.holding, "r-2", 1, backend=backend)
+    cancel_workflow("r-2", backend, reason="enough")
+    assert resume_workflow(flows.holding, "r-2", backend).status == "cancelled"
 
 
 def test_graceful_shutdown_finishes_the_running_task(
@@ -219,8 +230,7 @@ def test_graceful_shutdown_finishes_the_running_task(
 ) -> None:
     handle = start_worker()
     client.submit(flows.napping, "n-1", 1.0)
-    wait_for(lambda: client.status("n-1").is_in_progress())
-    time.sleep(0.3)  # the first nap is running
+    assert flows.RUNNING.wait(30)  # the first nap is running
     handle.shutdown()
     handle.join(timeout=30)
     assert not handle.is_alive()
