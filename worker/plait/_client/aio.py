@@ -239,15 +239,17 @@ class AsyncWorkflowClient:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 return False, body
+            events = self._kube.watch(
+                INSTANCES,
+                self.namespace,
+                resource_version=body["metadata"]["resourceVersion"],
+                field_selector=f"metadata.name={name}",
+                timeout_seconds=60 if left is None else max(1, min(60, int(left) + 1)),
+            )
             try:
-                async with asyncio.timeout(left):
-                    async for event in self._kube.watch(
-                        INSTANCES,
-                        self.namespace,
-                        resource_version=body["metadata"]["resourceVersion"],
-                        field_selector=f"metadata.name={name}",
-                        timeout_seconds=60 if left is None else max(1, min(60, int(left) + 1)),
-                    ):
+                # closed here, not whenever it is collected: its connection goes back before we return
+                async with asyncio.timeout(left), contextlib.aclosing(events):
+                    async for event in events:
                         if event.type == "BOOKMARK":
                             continue
                         body = None if event.type == "DELETED" else event.object
