@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from plait._authoring.flow import Workflow
 from plait._client.aio import AsyncWorkflowClient
 from plait._client.backend import KubernetesBackend
+from plait._client.worker import CLOSE_GRACE_SECONDS
 from plait._local import api as local
 from plait._local.status import WorkflowStatus
 
@@ -63,10 +64,14 @@ class ClusterWorkflowClient(WorkflowClient):
         """Close the connections and stop the client's thread; idempotent."""
         if self._loop.is_closed():
             return
-        self._run(self._async.aclose())
+        self._run(self._closed())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    async def _closed(self) -> None:
+        await self._async.aclose()
+        await asyncio.sleep(CLOSE_GRACE_SECONDS)  # closed connections finish closing on this loop
 
     def __enter__(self) -> ClusterWorkflowClient:
         return self

@@ -18,6 +18,9 @@ from plait._authoring.flow import Workflow
 from plait._client.backend import KubernetesBackend
 
 DEFAULT_CONCURRENCY = 8
+# aiohttp closes TLS connections by aborting them; the transports finish closing on the loop's next
+# turns, which must come before the loop closes (aiohttp's docs advise a short sleep).
+CLOSE_GRACE_SECONDS = 0.1
 
 
 class WorkerHandle:
@@ -124,6 +127,7 @@ class Worker:
         async def serve(stop: asyncio.Event) -> None:
             async with AsyncKube(connection) as kube:
                 await Runtime(served, kube, settings, WorkerMetrics()).run(stop)
+            await asyncio.sleep(CLOSE_GRACE_SECONDS)  # closed connections finish closing on this loop
 
         return WorkerHandle(self.worker_id, serve).start()
 
