@@ -48,16 +48,13 @@ from plait._kube.crds import all_crds
 from plait._kube.install import apply_crds
 from plait._kube.models import (
     DISPATCHED_AT_ANNOTATION,
-    WorkflowInstance,
-    WorkflowSignal,
-    WorkflowTask,
+    INSTANCES,
+    SIGNALS,
+    TASKS,
     parse_rfc3339,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-INSTANCES = WorkflowInstance.RESOURCE
-TASKS = WorkflowTask.RESOURCE
-SIGNALS = WorkflowSignal.RESOURCE
 PLAIT_RESOURCES = {"workflowinstances", "workflowtasks", "workflowsignals", "workflowdefinitions", "events"}
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 

@@ -36,6 +36,7 @@ from plait_operator.instances import InstanceActor, revision
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store, task_name
+from plait_operator.world import TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +213,7 @@ class Controller:
 
     # -- results and phases, for metrics and Events ----------------------------------------------------
 
-    def record_result(
-        self, actor: InstanceActor, definition: Definition, event: TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost
-    ) -> None:
+    def record_result(self, actor: InstanceActor, definition: Definition, event: TaskResult) -> None:
         uid = actor.body["metadata"]["uid"] if actor.body else ""
         task = actor.tasks.get(task_name(actor.name, uid, event.path, event.attempt))
         queue = task["spec"]["queue"] if task else definition.queue

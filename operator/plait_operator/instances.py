@@ -16,33 +16,26 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Coroutine
+from typing import Any, Protocol, TypeVar
 
-from plait._core.definition import Definition, SignalNode
+from plait._backoff import Backoff
+from plait._core.definition import Definition, TaskNode
 from plait._core.engine import decide, new_snapshot
 from plait._core.events import (
-    Cancel,
     CancelTask,
     Command,
     Event,
-    Pause,
     SetTimer,
     SignalReceived,
     Started,
-    TaskFailed,
-    TaskLost,
-    TaskSucceeded,
-    TaskTimedOut,
     TimerFired,
-    Unpause,
 )
 from plait._core.frames import in_flight
 from plait._core.snapshot import Snapshot
 from plait._kube.client import JSON
 from plait._kube.models import (
     CANCEL_ANNOTATION,
-    CANCELLED_BY_ANNOTATION,
     FINALIZER,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
@@ -53,12 +46,13 @@ from plait._kube.models import (
     without_managed_fields,
 )
 from plait.errors import Conflict
+from plait_operator.definitions import DefinitionCatalog
+from plait_operator.metrics import OperatorMetrics
+from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
-from plait_operator.store import task_body, task_name
+from plait_operator.store import Store, task_body, task_name
 from plait_operator.validation import InvalidInstance, check_input
-
-if TYPE_CHECKING:
-    from plait_operator.controller import Controller
+from plait_operator.world import TaskResult, control_events, requester, result_events, signal_events
 
 log = logging.getLogger(__name__)
 _MAX_CONFLICT_RETRIES = 8
@@ -77,11 +71,42 @@ def newer(candidate: JSON, current: JSON | None) -> bool:
     return current is None or revision(candidate) > revision(current)
 
 
+class Host(Protocol):
+    """What an actor needs of the process running it (the :class:`~plait_operator.controller.Controller`)."""
+
+    store: Store
+    settings: OperatorSettings
+    metrics: OperatorMetrics
+    catalog: DefinitionCatalog
+    reconcile_slots: asyncio.Semaphore  # how many instances may reconcile at once
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run a best-effort write in the background."""
+
+    async def resolve_definition(self, namespace: str, workflow: str, pinned: str | None) -> Definition | None:
+        """The definition a new instance gets (asking the API server when the watch has not brought it)."""
+
+    def retire(self, actor: InstanceActor, ttl_due: float | None) -> None:
+        """The instance finished: drop the actor, delete the instance at ``ttl_due``."""
+
+    def forget(self, actor: InstanceActor) -> None:
+        """The instance does not exist: drop the actor."""
+
+    def record_result(self, actor: InstanceActor, definition: Definition, event: TaskResult) -> None:
+        """Count a step's result in the metrics."""
+
+    def instance_phase(self, actor: InstanceActor, workflow: str, phase: str) -> None:
+        """The instance is in ``phase`` now (for the gauges)."""
+
+    def instance_finished(self, actor: InstanceActor, workflow: str, phase: str, snapshot: Snapshot) -> None:
+        """The instance just finished (metrics and its Event)."""
+
+
 class InstanceActor:
-    def __init__(self, namespace: str, name: str, controller: Controller) -> None:
+    def __init__(self, namespace: str, name: str, host: Host) -> None:
         self.namespace = namespace
         self.name = name
-        self.controller = controller
+        self.host = host
         self.body: JSON | None = None
         self.tasks: dict[str, JSON] = {}
         self.signals: dict[str, JSON] = {}
@@ -134,28 +159,28 @@ class InstanceActor:
     # -- the loop ------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 5.0)
         while not self.closed:
             await self._wakeup.wait()
             self._wakeup.clear()
             started = time.perf_counter()
             try:
-                async with self.controller.reconcile_slots:
+                async with self.host.reconcile_slots:
                     await self._reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self.controller.metrics.reconcile_errors.labels(type(error).__name__).inc()
-                log.exception("reconcile failed instance=%s/%s; retrying in %.1fs", self.namespace, self.name, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                self.host.metrics.reconcile_errors.labels(type(error).__name__).inc()
+                delay = backoff.next()
+                log.exception("reconcile failed instance=%s/%s; retrying in %.1fs", self.namespace, self.name, delay)
+                await backoff.wait(delay)
                 self.poke()
                 continue
-            backoff = 0.2
-            self.controller.metrics.reconcile_duration.observe(time.perf_counter() - started)
+            backoff.reset()
+            self.host.metrics.reconcile_duration.observe(time.perf_counter() - started)
 
     async def _reconcile(self) -> None:
-        store = self.controller.store
+        store = self.host.store
         if self.body is None:
             # A signal (or a stray task) for an instance we have not seen. It may be about to be
             # created (one `kubectl apply` of both): give it a grace period before rejecting.
@@ -166,12 +191,12 @@ class InstanceActor:
             now = time.monotonic()
             if self.orphan_since is None:
                 self.orphan_since = now
-            grace = self.controller.settings.orphan_grace_seconds
+            grace = self.host.settings.orphan_grace_seconds
             if now - self.orphan_since < grace:
                 self._schedule(time.time() + grace - (now - self.orphan_since))
                 return
             await self._reject_signals("no WorkflowInstance of that name exists in this namespace")
-            self.controller.forget(self)
+            self.host.forget(self)
             return
         for _ in range(_MAX_CONFLICT_RETRIES):
             try:
@@ -186,7 +211,7 @@ class InstanceActor:
         raise RuntimeError(f"instance {self.namespace}/{self.name} kept changing under the operator")
 
     async def _reconcile_once(self, body: JSON) -> None:
-        ctrl = self.controller
+        host = self.host
         status = body.get("status") or {}
         meta = body["metadata"]
         spec = body.get("spec") or {}
@@ -195,7 +220,7 @@ class InstanceActor:
         restored = snapshot_of(status)
         if restored is not None:
             snapshot = restored
-            definition = ctrl.catalog.get(self.namespace, snapshot.workflow, snapshot.definition_hash)
+            definition = host.catalog.get(self.namespace, snapshot.workflow, snapshot.definition_hash)
             if definition is None:
                 await self._write_status_once(
                     body,
@@ -209,32 +234,32 @@ class InstanceActor:
                 await self._finish_deletion(body, finished=True)
                 await self._reject_signals(f"instance {self.name} did not start")
                 return
-            found = await ctrl.resolve_definition(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
+            found = await host.resolve_definition(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
             if found is None:
                 await self._wait_for_definition(body, spec)
                 return
             definition = found
             try:
-                check_input(definition, spec.get("input"), ctrl.settings.max_payload_bytes)
+                check_input(definition, spec.get("input"), host.settings.max_payload_bytes)
             except InvalidInstance as invalid:
                 await self._reject(body, invalid)
                 return
             if FINALIZER not in (meta.get("finalizers") or []):
-                body = self.body = _slim(await ctrl.store.add_finalizer(body))
+                body = self.body = _slim(await host.store.add_finalizer(body))
             snapshot = new_snapshot(definition, self.name)
             annotations = meta.get("annotations") or {}
             if PAUSE_ANNOTATION in annotations and CANCEL_ANNOTATION not in annotations:  # paused before it started
-                snapshot.paused = _requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
+                snapshot.paused = requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
             events.append(Started(spec.get("input")))
             starting = True
 
         was_paused = snapshot.paused is not None
         was_finished = snapshot.finished
-        events += self._control_events(body, snapshot)
+        events += control_events(body, snapshot)
         accepted_signals = self._signal_events(definition, snapshot)
         events += [event for event, _ in accepted_signals]
         now = time.time()
-        events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer[0] <= now]
+        events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer.at <= now]
         delivery: dict[str, str] = {}
         commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
 
@@ -243,115 +268,62 @@ class InstanceActor:
             # derived from the checkpoint's content, so after a failure on either side the next
             # reconcile reaches the same tasks (a repeated create is a harmless 409).
             patch = changes(body.get("status") or {}, render(body, definition, snapshot))
-            written, _ = await _both(ctrl.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
+            written, _ = await _both(host.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
             body = self.body = _slim(written)
             if starting:
                 message = f"running workflow {definition.name!r} version {definition.hash[:12]}"
-                ctrl.spawn(ctrl.store.post_event(body, "Started", message))
+                host.spawn(host.store.post_event(body, "Started", message))
         else:
             await self._dispatch(body, definition, snapshot)
-        acknowledgements = [
-            (name, delivery.get(event.id or "", "Buffered") if isinstance(event, SignalReceived) else "Buffered")
-            for event, name in accepted_signals
-        ]
+        acknowledgements = [(name, delivery.get(event.id or "", "Buffered")) for event, name in accepted_signals]
         await self._carry_out(body, definition, snapshot, commands, results, acknowledgements)
         if snapshot.finished and not was_finished:
-            ctrl.instance_finished(self, definition.name, phase_of(snapshot), snapshot)
+            host.instance_finished(self, definition.name, phase_of(snapshot), snapshot)
         elif snapshot.paused is not None and not was_paused:
-            await ctrl.store.post_event(body, "Paused", f"paused: {snapshot.paused.get('reason') or 'no reason given'}")
+            await host.store.post_event(body, "Paused", f"paused: {snapshot.paused.get('reason') or 'no reason given'}")
         elif snapshot.paused is None and was_paused and not snapshot.finished:
-            await ctrl.store.post_event(body, "Resumed", "the pause annotation was removed")
-        ctrl.instance_phase(self, definition.name, phase_of(snapshot))
+            await host.store.post_event(body, "Resumed", "the pause annotation was removed")
+        host.instance_phase(self, definition.name, phase_of(snapshot))
         if snapshot.finished:
             await self._finish_deletion(body, finished=True)
-            ctrl.retire(self, self._ttl_due(body))
+            host.retire(self, self._ttl_due(body))
         else:
             self._schedule(snapshot.wake_at)
 
     # -- turning the world into engine events ------------------------------------------------------
 
-    def _control_events(self, body: JSON, snapshot: Snapshot) -> list[Event]:
-        if snapshot.finished:
-            return []
-        meta = body["metadata"]
-        annotations = meta.get("annotations") or {}
-        if "deletionTimestamp" in meta:
-            return [Cancel("the instance was deleted", "kubernetes")]
-        if CANCEL_ANNOTATION in annotations:
-            by = _requester(annotations, CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION)
-            return [Cancel(annotations[CANCEL_ANNOTATION] or "cancel requested", by["by"])]
-        if PAUSE_ANNOTATION in annotations and snapshot.paused is None:
-            return [Pause(**_requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION))]
-        if PAUSE_ANNOTATION not in annotations and snapshot.paused is not None:
-            return [Unpause()]
-        return []
-
-    def _signal_events(self, definition: Definition, snapshot: Snapshot) -> list[tuple[Event, str]]:
+    def _signal_events(self, definition: Definition, snapshot: Snapshot) -> list[tuple[SignalReceived, str]]:
         """Pending signals in arrival order; ones the workflow can never take are rejected right away."""
-        waited = {node.signal for node in definition.nodes.values() if isinstance(node, SignalNode)}
-        accepted: list[tuple[Event, str]] = []
-        for body in sorted(self.signals.values(), key=_arrival):
-            spec = body.get("spec") or {}
-            name = body["metadata"]["name"]
-            if snapshot.finished:
-                self.controller.spawn(self._reject_signal(body, f"instance {self.name} already finished"))
-            elif spec.get("name") not in waited:
-                names = ", ".join(sorted(waited)) or "none"
-                self.controller.spawn(
-                    self._reject_signal(
-                        body,
-                        f"workflow {definition.name!r} never waits for signal {spec.get('name')!r} (it waits for: {names})",
-                    )
-                )
-            else:
-                event = SignalReceived(spec["name"], spec.get("payload"), id=body["metadata"].get("uid"))
-                accepted.append((event, name))
-                continue
-            self.signals.pop(name, None)
+        accepted, rejected = signal_events(definition, snapshot, self.signals.values())
+        for body, why in rejected:
+            self.signals.pop(body["metadata"]["name"], None)
+            self.host.spawn(self._reject_signal(body, why))
         return accepted
-
-    def _result_events(self, snapshot: Snapshot) -> list[Event]:
-        events: list[Event] = []
-        for body in self.tasks.values():
-            spec, status = body["spec"], body.get("status") or {}
-            phase = status.get("phase")
-            if phase not in TASK_RESULT_PHASES or snapshot.running.get(spec["path"]) != spec["attempt"]:
-                continue
-            path, attempt = spec["path"], spec["attempt"]
-            if phase == "Succeeded":
-                events.append(TaskSucceeded(path, attempt, status.get("output")))
-            elif phase == "Failed":
-                events.append(TaskFailed(path, attempt, status.get("error") or "the task failed"))
-            elif phase == "TimedOut":
-                events.append(TaskTimedOut(path, attempt))
-            else:
-                events.append(TaskLost(path, attempt, status.get("error") or phase))
-        return events
 
     def _decide(
         self, definition: Definition, snapshot: Snapshot, events: list[Event], now: float, delivery: dict[str, str]
-    ) -> tuple[list[Command], list[TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost], bool]:
+    ) -> tuple[list[Command], list[TaskResult], bool]:
         """Apply events, then any results already waiting for the tasks they dispatch, until quiet.
 
         ``delivery`` learns, per signal id, whether a step was waiting for it or it was buffered.
         """
         commands: list[Command] = []
-        results: list[TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost] = []
+        results: list[TaskResult] = []
         changed = False
         pending: deque[Event] = deque(events)
         for _ in range(10_000):
             while pending:
                 event = pending.popleft()
                 if isinstance(event, SignalReceived) and event.id:
-                    waiting = any(name == event.name for name, _ in snapshot.waiting_signals.values())
+                    waiting = any(wait.signal == event.name for wait in snapshot.waiting_signals.values())
                     delivery[event.id] = "Delivered" if waiting else "Buffered"
                 decision = decide(definition, snapshot, event, now)
                 if decision.accepted:
                     changed = True
                     commands.extend(decision.commands)
-                    if isinstance(event, TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost):
+                    if isinstance(event, TaskResult):
                         results.append(event)
-            ready = self._result_events(snapshot)
+            ready = result_events(self.tasks.values(), snapshot)
             if not ready:
                 break
             pending.extend(ready)
@@ -365,23 +337,23 @@ class InstanceActor:
         definition: Definition,
         snapshot: Snapshot,
         commands: list[Command],
-        results: list[TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost],
+        results: list[TaskResult],
         acknowledgements: list[tuple[str, str]],
     ) -> None:
-        ctrl = self.controller
+        host = self.host
         meta = body["metadata"]
         for command in commands:
             if isinstance(command, CancelTask):
                 name = task_name(meta["name"], meta["uid"], command.path, command.attempt)
-                ctrl.spawn(
-                    ctrl.store.set_task_phase(self.namespace, name, "Cancelled", "the instance was cancelled", None)
+                host.spawn(
+                    host.store.set_task_phase(self.namespace, name, "Cancelled", "the instance was cancelled", None)
                 )
             elif isinstance(command, SetTimer) and command.kind == "retry":
-                node = definition.nodes.get(snapshot.timers.get(command.path, [0, "", ""])[2])
-                queue = getattr(node, "queue", None) or definition.queue
-                ctrl.metrics.steps_retried.labels(definition.name, label_value(queue)).inc()
+                node = definition.nodes[snapshot.timers[command.path].node_id]
+                assert isinstance(node, TaskNode)
+                host.metrics.steps_retried.labels(definition.name, label_value(definition.queue_of(node))).inc()
         for result in results:
-            ctrl.record_result(self, definition, result)
+            host.record_result(self, definition, result)
         for name, phase in acknowledgements:
             if self.signals.pop(name, None) is not None:
                 message = (
@@ -389,12 +361,12 @@ class InstanceActor:
                     if phase == "Delivered"
                     else "buffered until the workflow waits for it"
                 )
-                ctrl.spawn(ctrl.store.set_signal_status(self.namespace, name, phase, message))
+                host.spawn(host.store.set_signal_status(self.namespace, name, phase, message))
 
     async def _dispatch(self, body: JSON, definition: Definition, snapshot: Snapshot) -> None:
         """Every attempt the checkpoint says is running must have its task: the ones just dispatched,
         and any whose creation a crash or an API outage interrupted before."""
-        ctrl = self.controller
+        host = self.host
         meta = body["metadata"]
         dispatches = [
             d
@@ -405,16 +377,16 @@ class InstanceActor:
         if not dispatches:
             return
         bodies = [task_body(body, definition.name, definition.hash, d) for d in dispatches]
-        created = await asyncio.gather(*(ctrl.store.create_task(self.namespace, b) for b in bodies))
+        created = await asyncio.gather(*(host.store.create_task(self.namespace, b) for b in bodies))
         for dispatch, task, was_created in zip(dispatches, bodies, created, strict=True):
             self.created.add(task["metadata"]["name"])
             if was_created:
-                ctrl.metrics.steps_dispatched.labels(definition.name, label_value(dispatch.queue)).inc()
+                host.metrics.steps_dispatched.labels(definition.name, label_value(dispatch.queue)).inc()
 
     async def _finish_deletion(self, body: JSON, *, finished: bool) -> None:
         meta = body["metadata"]
         if finished and "deletionTimestamp" in meta and FINALIZER in (meta.get("finalizers") or []):
-            await self.controller.store.remove_finalizer(body)
+            await self.host.store.remove_finalizer(body)
 
     def _schedule(self, wake_at: float | None) -> None:
         if self._timer is not None:
@@ -428,7 +400,7 @@ class InstanceActor:
         """When a finished instance is to be deleted (``spec.ttlSecondsAfterFinished`` or the default)."""
         ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
         if ttl is None:
-            ttl = self.controller.settings.default_ttl_seconds
+            ttl = self.host.settings.default_ttl_seconds
         finished_at = (body.get("status") or {}).get("finishedAt")
         if ttl is None or finished_at is None or "deletionTimestamp" in body["metadata"]:
             return None
@@ -439,7 +411,7 @@ class InstanceActor:
     async def _wait_for_definition(self, body: JSON, spec: JSON) -> None:
         workflow = spec.get("workflow", "")
         pinned = spec.get("definitionHash")
-        known = self.controller.catalog.known_hashes(self.namespace, workflow)
+        known = self.host.catalog.known_hashes(self.namespace, workflow)
         if pinned and known:
             message = f"version {pinned[:12]} of workflow {workflow!r} is not published (published: {', '.join(h[:12] for h in known)})"
         else:
@@ -468,9 +440,9 @@ class InstanceActor:
                 [condition(status.get("conditions"), "Completed", "True", "Cancelled", message, generation)],
             ),
         }
-        self.body = await self.controller.store.write_status(body, update)
-        await self.controller.store.post_event(body, "Cancelled", message)
-        self.controller.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Cancelled")
+        self.body = await self.host.store.write_status(body, update)
+        await self.host.store.post_event(body, "Cancelled", message)
+        self.host.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Cancelled")
         await self._reject_signals(f"instance {self.name} was cancelled before it started")
 
     async def _write_status_once(self, body: JSON, reason: str, message: str) -> None:
@@ -487,8 +459,8 @@ class InstanceActor:
             "observedGeneration": generation,
             "conditions": merge_conditions(status.get("conditions"), [accepted]),
         }
-        self.body = await self.controller.store.write_status(body, update)
-        await self.controller.store.post_event(body, reason, message, warning=True)
+        self.body = await self.host.store.write_status(body, update)
+        await self.host.store.post_event(body, reason, message, warning=True)
 
     async def _reject(self, body: JSON, invalid: InvalidInstance) -> None:
         status = body.get("status") or {}
@@ -509,9 +481,9 @@ class InstanceActor:
                 ],
             ),
         }
-        self.body = await self.controller.store.write_status(body, update)
-        await self.controller.store.post_event(body, invalid.reason, invalid.message, warning=True)
-        self.controller.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Failed")
+        self.body = await self.host.store.write_status(body, update)
+        await self.host.store.post_event(body, invalid.reason, invalid.message, warning=True)
+        self.host.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Failed")
         await self._reject_signals(f"instance {self.name} did not start: {invalid.message}")
 
     async def _reject_signals(self, why: str) -> None:
@@ -520,7 +492,7 @@ class InstanceActor:
         self.signals.clear()
 
     async def _reject_signal(self, body: JSON, why: str) -> None:
-        store = self.controller.store
+        store = self.host.store
         await store.set_signal_status(self.namespace, body["metadata"]["name"], "Rejected", why)
         await store.post_event(body, "SignalRejected", why, warning=True)
 
@@ -541,18 +513,3 @@ def _slim(body: JSON, *, keep_input: bool = True) -> JSON:
     if not keep_input and "input" in (body.get("spec") or {}):
         slim["spec"] = {key: value for key, value in body["spec"].items() if key != "input"}
     return slim
-
-
-def _requester(annotations: dict[str, str], request: str, by: str) -> dict[str, str | None]:
-    """Reason and author of a pause or cancel annotation (the client sets ``by``; kubectl users do not)."""
-    return {"reason": annotations[request] or None, "by": annotations.get(by, request) or None}
-
-
-def _arrival(body: JSON) -> tuple[str, int]:
-    """First in, first out: creation time, then the etcd revision that created it."""
-    meta = body["metadata"]
-    try:
-        revision = int(meta.get("resourceVersion", "0"))
-    except ValueError:
-        revision = 0
-    return meta.get("creationTimestamp", ""), revision

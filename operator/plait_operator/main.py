@@ -15,7 +15,7 @@ import kopf
 from plait._kube.client import JSON, AsyncKube
 from plait._kube.connection import Connection
 from plait._kube.informer import list_and_watch
-from plait._kube.models import WorkflowTask
+from plait._kube.models import TASKS
 from plait._serving import serve
 from plait_operator.controller import Controller
 from plait_operator.handlers import kopf_settings, registry_for
@@ -70,9 +70,7 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
     metrics.leader.set(1)
     controller.start()
     task_watches = [
-        asyncio.ensure_future(
-            list_and_watch(kube, WorkflowTask.RESOURCE, namespace, on_task, on_synced=tasks_synced[namespace].set)
-        )
+        asyncio.ensure_future(list_and_watch(kube, TASKS, namespace, on_task, on_synced=tasks_synced[namespace].set))
         for namespace in watched
     ]
     kopf_stop = asyncio.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+from plait._kube.models import DEFAULT_MAX_PAYLOAD_BYTES
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from plait._core import snapshot as st
 from plait._core.definition import Definition, DelayNode, SignalNode, TaskNode
-from plait._core.snapshot import Snapshot
+from plait._core.snapshot import Snapshot, StepProgress
 from plait._kube.models import now_rfc3339, parse_rfc3339, rfc3339
 
 PHASES = {
@@ -57,8 +57,8 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
     generation = instance["metadata"].get("generation")
     phase = phase_of(snapshot)
     leaves = [n for n in definition.nodes.values() if isinstance(n, TaskNode | DelayNode | SignalNode)]
-    done = sum(1 for n in leaves if snapshot.steps.get(n.id, {}).get("state") == "succeeded")
-    active = [node_id for node_id, s in snapshot.steps.items() if s.get("state") in _ACTIVE]
+    done = sum(1 for n in leaves if n.id in snapshot.steps and snapshot.steps[n.id]["state"] == "succeeded")
+    active = [node_id for node_id, s in snapshot.steps.items() if s["state"] in _ACTIVE]
     status: dict[str, Any] = {
         "phase": phase,
         "definitionHash": definition.hash,
@@ -135,7 +135,7 @@ def snapshot_of(status: dict[str, Any]) -> Snapshot | None:
     return Snapshot.from_data(data)
 
 
-def _summary(node_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+def _summary(node_id: str, summary: StepProgress) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": node_id,
         "state": summary["state"],
@@ -158,14 +158,14 @@ def _message(snapshot: Snapshot, phase: str) -> str:
     if phase == "Paused":
         return f"paused at the next step boundary: {(snapshot.paused or {}).get('reason') or 'no reason given'}"
     if phase == "AwaitingSignal":
-        names = sorted({name for name, _ in snapshot.waiting_signals.values()})
+        names = sorted({wait.signal for wait in snapshot.waiting_signals.values()})
         return f"waiting for signal {', '.join(names)}"
     if phase == "Waiting":
         wake = snapshot.wake_at
         return f"waiting until {rfc3339(wake)}" if wake else "waiting"
     if phase == "Succeeded":
         return "succeeded"
-    retrying = sorted((timer[0], timer[2]) for timer in snapshot.timers.values() if timer[1] == "retry")
+    retrying = sorted((timer.at, timer.node_id) for timer in snapshot.timers.values() if timer.kind == "retry")
     if retrying and not snapshot.running:
         at, node_id = retrying[0]
         return f"step {node_id} failed; retrying at {rfc3339(at)}"

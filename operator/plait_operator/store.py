@@ -18,25 +18,21 @@ from plait._kube.client import CORE_EVENTS, JSON, AsyncKube
 from plait._kube.models import (
     API_VERSION,
     DEFINITION_LABEL,
+    DEFINITIONS,
     DISPATCHED_AT_ANNOTATION,
     FINALIZER,
     INSTANCE_UID_LABEL,
+    INSTANCES,
     QUEUE_LABEL,
+    SIGNALS,
+    TASKS,
     WORKFLOW_LABEL,
-    WorkflowDefinition,
-    WorkflowInstance,
-    WorkflowSignal,
-    WorkflowTask,
     label_value,
     now_rfc3339,
 )
 from plait.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
-INSTANCES = WorkflowInstance.RESOURCE
-TASKS = WorkflowTask.RESOURCE
-SIGNALS = WorkflowSignal.RESOURCE
-DEFINITIONS = WorkflowDefinition.RESOURCE
 
 
 def task_name(instance: str, uid: str, path: str, attempt: int) -> str:

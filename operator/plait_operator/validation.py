@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jsonschema
 
 from plait._core.definition import Definition
+from plait._kube.models import payload_size
 
 
 class InvalidInstance(Exception):
@@ -17,10 +17,6 @@ class InvalidInstance(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-def payload_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")).encode())
 
 
 def check_payload(value: Any, limit: int, what: str) -> None:

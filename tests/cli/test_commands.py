@@ -10,14 +10,13 @@ import pytest
 import yaml
 
 from plait._kube.client import Kube
-from plait._kube.models import CANCEL_ANNOTATION, PAUSE_ANNOTATION, WorkflowInstance, WorkflowSignal
+from plait._kube.models import CANCEL_ANNOTATION, INSTANCES, PAUSE_ANNOTATION, WorkflowSignal
 from tests.cli.conftest import Result
 from tests.k8s.support import REPO, wait_phase
 
 pytestmark = pytest.mark.cluster
 
 Plait = Callable[..., Result]
-INSTANCES = WorkflowInstance.RESOURCE
 
 
 def annotations(kube: Kube, namespace: str, name: str) -> dict[str, Any]:

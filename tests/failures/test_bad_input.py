@@ -6,11 +6,8 @@ import time
 from collections.abc import Callable
 
 from plait._kube.client import CORE_EVENTS, Kube
-from plait._kube.models import CANCEL_ANNOTATION, PAUSE_ANNOTATION, WorkflowInstance, WorkflowSignal
+from plait._kube.models import CANCEL_ANNOTATION, INSTANCES, PAUSE_ANNOTATION, SIGNALS
 from tests.k8s.support import PlaitProcess, send_signal, submit, wait_for, wait_phase
-
-INSTANCES = WorkflowInstance.RESOURCE
-SIGNALS = WorkflowSignal.RESOURCE
 
 
 def signal_status(kube: Kube, namespace: str, name: str) -> dict[str, str]:

@@ -11,11 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from bench import k8s
 from plait._kube.client import Kube
 from plait._kube.connection import Connection
-from plait._kube.models import WorkflowInstance, WorkflowTask
+from plait._kube.models import INSTANCES, TASKS
 from tests.k8s.support import PlaitProcess, instance_body, wait_for
 
-INSTANCES = WorkflowInstance.RESOURCE
-TASKS = WorkflowTask.RESOURCE
 COUNT = 1000
 
 

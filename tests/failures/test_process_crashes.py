@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from plait._kube.client import Kube
-from plait._kube.models import WorkflowTask
+from plait._kube.models import TASKS
 from tests.k8s.support import PlaitProcess, marks, send_signal, submit, wait_for, wait_phase
-
-TASKS = WorkflowTask.RESOURCE
 
 MIX: list[tuple[str, Any, Any]] = [
     ("sequence", 1, 5),

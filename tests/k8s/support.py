@@ -13,11 +13,9 @@ from typing import Any
 
 from plait._devenv.controlplane import free_port
 from plait._kube.client import Kube
-from plait._kube.models import WorkflowInstance, WorkflowSignal
+from plait._kube.models import INSTANCES, SIGNALS
 
 REPO = Path(__file__).resolve().parents[2]
-INSTANCES = WorkflowInstance.RESOURCE
-SIGNALS = WorkflowSignal.RESOURCE
 
 
 class PlaitProcess:

@@ -8,12 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from plait._kube.client import CORE_EVENTS, Kube
-from plait._kube.models import CANCEL_ANNOTATION, PAUSE_ANNOTATION, WorkflowInstance, WorkflowTask, parse_rfc3339
+from plait._kube.models import (
+    CANCEL_ANNOTATION,
+    INSTANCES,
+    PAUSE_ANNOTATION,
+    TASKS,
+    parse_rfc3339,
+)
 from plait.errors import NotFound
 from tests.k8s.support import PlaitProcess, instance_body, marks, submit, wait_for, wait_phase
-
-INSTANCES = WorkflowInstance.RESOURCE
-TASKS = WorkflowTask.RESOURCE
 
 
 def events_for(kube: Kube, namespace: str, name: str) -> list[dict[str, str]]:

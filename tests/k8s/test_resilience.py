@@ -7,10 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from plait._kube.client import Kube
-from plait._kube.models import WorkflowTask
+from plait._kube.models import TASKS
 from tests.k8s.support import PlaitProcess, marks, submit, wait_for, wait_phase
-
-TASKS = WorkflowTask.RESOURCE
 
 
 def test_a_worker_killed_mid_task_has_the_task_rerun_elsewhere_after_its_lease(

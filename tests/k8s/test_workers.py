@@ -10,11 +10,9 @@ from pathlib import Path
 from bench.k8s import sample_sum
 
 from plait._kube.client import LEASES, Kube
-from plait._kube.models import WorkflowTask
+from plait._kube.models import TASKS
 from plait._worker.membership import JOIN_GRACE_SECONDS, SERVES_ANNOTATION, WORKER_LABEL
 from tests.k8s.support import PlaitProcess, marks, submit, wait_for, wait_phase
-
-TASKS = WorkflowTask.RESOURCE
 
 
 def _worker_leases(kube: Kube, namespace: str) -> dict[str, dict]:

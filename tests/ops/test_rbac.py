@@ -16,10 +16,10 @@ from plait._devenv.controlplane import ControlPlane, free_port
 from plait._kube.client import CORE_EVENTS, LEASES, NAMESPACES, Kube, Resource
 from plait._kube.models import (
     CANCEL_ANNOTATION,
-    WorkflowDefinition,
-    WorkflowInstance,
-    WorkflowSignal,
-    WorkflowTask,
+    DEFINITIONS,
+    INSTANCES,
+    SIGNALS,
+    TASKS,
 )
 from plait.errors import ClusterError, Forbidden, NotFound
 from tests.k8s.support import PlaitProcess, instance_body, marks, send_signal, submit, wait_for, wait_phase
@@ -37,10 +37,6 @@ from tests.ops.support import (
 
 pytestmark = pytest.mark.cluster
 
-INSTANCES = WorkflowInstance.RESOURCE
-TASKS = WorkflowTask.RESOURCE
-SIGNALS = WorkflowSignal.RESOURCE
-DEFINITIONS = WorkflowDefinition.RESOURCE
 SECRETS = Resource("", "v1", "secrets", "Secret")
 PODS = Resource("", "v1", "pods", "Pod")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")

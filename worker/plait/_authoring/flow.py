@@ -32,6 +32,8 @@ from plait._core.definition import (
     RouteNode,
     SignalNode,
     TaskNode,
+    parts,
+    with_parts,
 )
 
 KEY_FN_SUFFIX = "::key_fn"
@@ -153,22 +155,10 @@ class Workflow:
             previous = parent
             for node in steps:
                 infos.append(_info(node, previous))
-                if isinstance(node, ForkNode):
-                    for branch in node.branches:
-                        visit(branch.steps, node.id)
-                    infos.append(_info(node.join, node.id))
-                    previous = node.join.id
-                    continue
-                if isinstance(node, RouteNode):
-                    for _, branch_steps in node.branches:
-                        visit(branch_steps, node.id)
-                    if node.default is not None:
-                        visit(node.default, node.id)
-                elif isinstance(node, LoopNode):
-                    visit(node.body, node.id)
-                elif isinstance(node, ChildNode):
-                    visit(node.steps, node.id)
-                previous = node.id
+                for part in parts(node):
+                    if part.role != "key":  # sayiir lists a route's key function as the route itself
+                        visit(part.steps, node.id)
+                previous = node.join.id if isinstance(node, ForkNode) else node.id
 
         visit(self.definition.steps, None)
         return infos
@@ -427,21 +417,11 @@ def _renumber(steps: tuple[Node, ...], builder: _Builder, renamed: dict[str, str
     """A child's nodes with ids made unique within the parent, and renamed tasks applied."""
 
     def node(n: Node) -> Node:
-        changes: dict[str, Any] = {"id": builder.unique(n.id)}
-        if isinstance(n, TaskNode) and n.task in renamed:
-            changes["task"] = renamed[n.task]
-        if isinstance(n, ForkNode):
-            changes["branches"] = tuple(Branch(b.name, seq(b.steps)) for b in n.branches)
-            changes["join"] = node(n.join)
-        elif isinstance(n, RouteNode):
-            changes["key"] = node(n.key)
-            changes["branches"] = tuple((k, seq(s)) for k, s in n.branches)
-            changes["default"] = seq(n.default) if n.default is not None else None
-        elif isinstance(n, LoopNode):
-            changes["body"] = seq(n.body)
-        elif isinstance(n, ChildNode):
-            changes["steps"] = seq(n.steps)
-        return dataclasses.replace(n, **changes)
+        new_id = builder.unique(n.id)  # before the children's: ids are handed out in definition order
+        rebuilt = dataclasses.replace(with_parts(n, [seq(part.steps) for part in parts(n)]), id=new_id)
+        if isinstance(rebuilt, TaskNode) and rebuilt.task in renamed:
+            return dataclasses.replace(rebuilt, task=renamed[rebuilt.task])
+        return rebuilt
 
     def seq(s: tuple[Node, ...]) -> tuple[Node, ...]:
         return tuple(node(n) for n in s)

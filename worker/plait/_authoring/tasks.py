@@ -40,14 +40,15 @@ def parse_duration(value: str | float | int | timedelta) -> float:
     return float(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-class RetryPolicy:
-    """How often and how patiently to retry a failing task.
+class RetryPolicy(Retry):
+    """How often and how patiently to retry a failing task: sayiir's name and defaults for the
+    core's :class:`~plait._core.definition.Retry` (which validates it and computes the delays).
 
     ``max_retries`` attempts after the first; the n-th retry waits
     ``initial_delay_secs * backoff_multiplier ** (n - 1)`` seconds, capped at ``max_delay_secs``.
     """
 
-    __slots__ = ("backoff_multiplier", "initial_delay_secs", "max_delay_secs", "max_retries")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -56,27 +57,12 @@ class RetryPolicy:
         backoff_multiplier: float = 2.0,
         max_delay_secs: float | None = None,
     ) -> None:
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        if initial_delay_secs < 0:
-            raise ValueError(f"initial_delay_secs must be >= 0, got {initial_delay_secs}")
-        if backoff_multiplier <= 0:
-            raise ValueError(f"backoff_multiplier must be > 0, got {backoff_multiplier}")
-        if max_delay_secs is not None and max_delay_secs < 0:
-            raise ValueError(f"max_delay_secs must be >= 0, got {max_delay_secs}")
-        self.max_retries = max_retries
-        self.initial_delay_secs = float(initial_delay_secs)
-        self.backoff_multiplier = float(backoff_multiplier)
-        self.max_delay_secs = None if max_delay_secs is None else float(max_delay_secs)
+        maximum = None if max_delay_secs is None else float(max_delay_secs)
+        super().__init__(max_retries, float(initial_delay_secs), float(backoff_multiplier), maximum)
 
     def to_retry(self) -> Retry:
+        """The policy as the definition keeps it (a plain :class:`Retry`, equal to one read back)."""
         return Retry(self.max_retries, self.initial_delay_secs, self.backoff_multiplier, self.max_delay_secs)
-
-    def __repr__(self) -> str:
-        return (
-            f"RetryPolicy(max_retries={self.max_retries}, initial_delay_secs={self.initial_delay_secs}, "
-            f"backoff_multiplier={self.backoff_multiplier}, max_delay_secs={self.max_delay_secs})"
-        )
 
 
 @dataclass(frozen=True)

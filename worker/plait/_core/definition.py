@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeAlias, assert_never
 
 from plait.errors import DefinitionError
 
@@ -33,6 +33,16 @@ class Retry:
     initial_delay_secs: float = 1.0
     backoff_multiplier: float = 2.0
     max_delay_secs: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.initial_delay_secs < 0:
+            raise ValueError(f"initial_delay_secs must be >= 0, got {self.initial_delay_secs}")
+        if self.backoff_multiplier <= 0:
+            raise ValueError(f"backoff_multiplier must be > 0, got {self.backoff_multiplier}")
+        if self.max_delay_secs is not None and self.max_delay_secs < 0:
+            raise ValueError(f"max_delay_secs must be >= 0, got {self.max_delay_secs}")
 
     def delay(self, failures: int) -> float:
         """Seconds to wait before the next attempt after ``failures`` failed attempts (>= 1)."""
@@ -157,24 +167,68 @@ class ChildNode:
 Node: TypeAlias = TaskNode | ForkNode | RouteNode | LoopNode | DelayNode | SignalNode | ChildNode
 
 
+PartRole = Literal["branch", "join", "key", "route", "default", "body"]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A sequence inside a composite node, with its role there and a label (branch name, route key)."""
+
+    role: PartRole
+    label: str
+    steps: tuple[Node, ...]
+
+
+def parts(node: Node) -> tuple[Part, ...]:
+    """The sequences a node holds, in definition order; none for a leaf (task, delay, signal).
+
+    The one place that knows which children each kind of node has: :func:`walk`, the edges, the
+    authoring API's node listing and the CLI's step tree all go through it.
+    """
+    if isinstance(node, TaskNode | DelayNode | SignalNode):
+        return ()
+    if isinstance(node, ForkNode):
+        branches = tuple(Part("branch", branch.name, branch.steps) for branch in node.branches)
+        return (*branches, Part("join", node.join.id, (node.join,)))
+    if isinstance(node, RouteNode):
+        routes = tuple(Part("route", key, steps) for key, steps in node.branches)
+        default = (Part("default", "default", node.default),) if node.default is not None else ()
+        return (Part("key", node.key.id, (node.key,)), *routes, *default)
+    if isinstance(node, LoopNode):
+        return (Part("body", "body", node.body),)
+    if isinstance(node, ChildNode):
+        return (Part("body", node.workflow, node.steps),)
+    assert_never(node)
+
+
+def with_parts(node: Node, sequences: list[tuple[Node, ...]]) -> Node:
+    """``node`` holding ``sequences`` in place of its parts (in the order :func:`parts` gives)."""
+    if isinstance(node, TaskNode | DelayNode | SignalNode):
+        return node
+    if isinstance(node, ForkNode):
+        *branches, (join,) = sequences
+        assert isinstance(join, TaskNode)
+        named = tuple(Branch(b.name, steps) for b, steps in zip(node.branches, branches, strict=True))
+        return replace(node, branches=named, join=join)
+    if isinstance(node, RouteNode):
+        (key,), *routes = sequences
+        assert isinstance(key, TaskNode)
+        keys = [k for k, _ in node.branches]
+        default = routes.pop() if node.default is not None else None
+        return replace(node, key=key, branches=tuple(zip(keys, routes, strict=True)), default=default)
+    if isinstance(node, LoopNode):
+        return replace(node, body=sequences[0])
+    if isinstance(node, ChildNode):
+        return replace(node, steps=sequences[0])
+    assert_never(node)
+
+
 def walk(steps: tuple[Node, ...]) -> Iterator[Node]:
     """Every node under ``steps``, depth first, in definition order."""
     for node in steps:
         yield node
-        if isinstance(node, ForkNode):
-            for branch in node.branches:
-                yield from walk(branch.steps)
-            yield node.join
-        elif isinstance(node, RouteNode):
-            yield node.key
-            for _, branch_steps in node.branches:
-                yield from walk(branch_steps)
-            if node.default is not None:
-                yield from walk(node.default)
-        elif isinstance(node, LoopNode):
-            yield from walk(node.body)
-        elif isinstance(node, ChildNode):
-            yield from walk(node.steps)
+        for part in parts(node):
+            yield from walk(part.steps)
 
 
 @dataclass(frozen=True)
@@ -206,8 +260,11 @@ class Definition:
     def tasks(self) -> list[TaskNode]:
         return [node for node in self.nodes.values() if isinstance(node, TaskNode)]
 
+    def queue_of(self, task: TaskNode) -> str:
+        return task.queue or self.queue
+
     def queues(self) -> set[str]:
-        return {task.queue or self.queue for task in self.tasks()}
+        return {self.queue_of(task) for task in self.tasks()}
 
     # -- data form ---------------------------------------------------------------------------
 
@@ -277,17 +334,15 @@ class Definition:
             return previous
 
         def exit_of(step: Node) -> str:
+            inner = parts(step)
             if isinstance(step, ForkNode):
-                for branch in step.branches:
-                    last = chain(branch.steps, step.id, branch.name)
-                    edges.append({"from": last or step.id, "to": step.join.id})
+                for part in inner[:-1]:
+                    edges.append({"from": chain(part.steps, step.id, part.label) or step.id, "to": step.join.id})
                 return step.join.id
             if isinstance(step, RouteNode):
                 edges.append({"from": step.id, "to": step.key.id, "label": "key"})
-                for key, branch_steps in step.branches:
-                    chain(branch_steps, step.key.id, key)
-                if step.default is not None:
-                    chain(step.default, step.key.id, "default")
+                for part in inner[1:]:
+                    chain(part.steps, step.key.id, part.label)
                 return step.id
             if isinstance(step, LoopNode):
                 last = chain(step.body, step.id, "body")
@@ -295,7 +350,9 @@ class Definition:
                 return step.id
             if isinstance(step, ChildNode):
                 return chain(step.steps, step.id, step.workflow) or step.id
-            return step.id
+            if isinstance(step, TaskNode | DelayNode | SignalNode):
+                return step.id
+            assert_never(step)
 
         chain(self.steps, None, None)
         return edges
@@ -351,6 +408,8 @@ def _node_to_data(node: Node) -> dict[str, Any]:
     elif isinstance(node, ChildNode):
         data["workflow"] = node.workflow
         data["steps"] = [s.id for s in node.steps]
+    else:
+        assert_never(node)
     return data
 
 

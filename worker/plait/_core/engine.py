@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never, cast
 
 from plait._core import snapshot as st
 from plait._core.definition import (
@@ -51,7 +51,20 @@ from plait._core.events import (
     TimerFired,
     Unpause,
 )
-from plait._core.snapshot import Frame, Snapshot
+from plait._core.frames import JOIN, KEY, ROUTE, at, new_sequence, resolve, target, task_in, within
+from plait._core.snapshot import (
+    ChildState,
+    DelayState,
+    ForkState,
+    LoopState,
+    NodeState,
+    RouteState,
+    SequenceFrame,
+    SignalWait,
+    Snapshot,
+    TaskState,
+    Timer,
+)
 from plait.errors import DefinitionError
 
 #: How many times an attempt may be lost (its worker vanished) before the step fails.
@@ -83,19 +96,10 @@ class _Failed:
         self.error = error
 
 
-class _Stale:
-    """The event's path leads to no step that is waiting for it."""
-
-    __slots__ = ()
-
-
-_STALE = _Stale()
-
 Outcome = _Done | _Failed | None  # None: still running
-Delivery = Outcome | _Stale
 #: What an event does to the step it reaches: ``leaf(node, state, path, detail, ctx)``, where
 #: ``detail`` is the event's payload (an output, an error, a reason) or ``None``.
-Leaf = Callable[[Node, Frame, str, Any, "_Context"], Outcome]
+Leaf = Callable[[Node, NodeState, str, Any, "_Context"], Outcome]
 
 
 class _Context(Decision):
@@ -158,7 +162,7 @@ def _apply(event: Event, ctx: _Context) -> bool:
         return _deliver(event.path, event.attempt, _lost, event.reason, ctx)
     if isinstance(event, TimerFired):
         timer = snapshot.timers.get(event.path)
-        if timer is None or timer[0] > ctx.now:
+        if timer is None or timer.at > ctx.now:
             return False
         return _deliver(event.path, None, _timer_fired, None, ctx)
     if isinstance(event, SignalReceived):
@@ -185,25 +189,33 @@ def _apply(event: Event, ctx: _Context) -> bool:
         snapshot.cancelled = {"reason": event.reason, "by": event.by}
         _finish(ctx, st.CANCELLED)
         return True
-    raise TypeError(f"not an engine event: {event!r}")
+    assert_never(event)
 
 
 def _start_root(value: Any, ctx: _Context) -> None:
-    frame: Frame = {"pos": -1, "cur": None}
-    ctx.snapshot.root = frame
+    frame = ctx.snapshot.root = new_sequence()
     _conclude(_advance(ctx.definition.steps, frame, "", value, ctx), ctx)
 
 
 def _deliver(path: str, attempt: int | None, leaf: Leaf, detail: Any, ctx: _Context) -> bool:
-    """Apply ``leaf`` to the step at ``path``; ``attempt`` must match a dispatched task's. False if stale."""
+    """Apply ``leaf`` to the step at ``path``; ``attempt`` must match a dispatched task's. False if stale.
+
+    What the step's outcome means travels back up the way to it: a finished step moves its
+    sequence on, a finished sequence its composite step (a branch, a route, a loop iteration).
+    """
     snapshot = ctx.snapshot
     if attempt is not None and snapshot.running.get(path) != attempt:
         return False
-    root = snapshot.root
-    assert root is not None
-    outcome = _deliver_sequence(ctx.definition.steps, root, "", path.split("/"), 0, leaf, detail, ctx)
-    if isinstance(outcome, _Stale):
+    hops = resolve(ctx.definition, snapshot, path)
+    if hops is None:
         return False
+    outcome = leaf(*target(hops), detail, ctx)
+    for hop in reversed(hops):
+        if hop.via is not None and isinstance(outcome, _Done):
+            outcome = _part_done(hop.node, hop.state, hop.path, hop.via, outcome.value, ctx)
+        if not isinstance(outcome, _Done):
+            break
+        outcome = _advance(hop.steps, hop.frame, hop.prefix, outcome.value, ctx)
     if outcome is not None:
         _conclude(outcome, ctx)
     return True
@@ -237,7 +249,7 @@ def _refresh_status(snapshot: Snapshot) -> None:
         return
     if snapshot.paused is not None:
         snapshot.status = st.PAUSED
-    elif snapshot.running or snapshot.ready or any(t[1] == "retry" for t in snapshot.timers.values()):
+    elif snapshot.running or snapshot.ready or any(t.kind == "retry" for t in snapshot.timers.values()):
         snapshot.status = st.IN_PROGRESS
     elif snapshot.waiting_signals:
         snapshot.status = st.AWAITING_SIGNAL
@@ -250,36 +262,7 @@ def _refresh_status(snapshot: Snapshot) -> None:
 # -- walking the frame tree --------------------------------------------------------------------
 
 
-def _deliver_sequence(
-    steps: tuple[Node, ...],
-    frame: Frame,
-    prefix: str,
-    parts: list[str],
-    i: int,
-    leaf: Leaf,
-    detail: Any,
-    ctx: _Context,
-) -> Delivery:
-    """Deliver to the step at ``parts[i:]`` of the sequence ``steps``, whose position is ``frame``."""
-    try:
-        pos = int(parts[i])
-    except (IndexError, ValueError):
-        return _STALE
-    state = frame["cur"]
-    if frame["pos"] != pos or state is None:
-        return _STALE
-    path = prefix + parts[i]
-    outcome: Delivery
-    if i + 1 == len(parts):  # the event is for this step itself
-        outcome = leaf(steps[pos], state, path, detail, ctx)
-    else:
-        outcome = _deliver_node(steps[pos], state, path, parts, i + 1, leaf, detail, ctx)
-    if isinstance(outcome, _Done):
-        return _advance(steps, frame, prefix, outcome.value, ctx)
-    return outcome
-
-
-def _advance(steps: tuple[Node, ...], frame: Frame, prefix: str, value: Any, ctx: _Context) -> Outcome:
+def _advance(steps: tuple[Node, ...], frame: SequenceFrame, prefix: str, value: Any, ctx: _Context) -> Outcome:
     """Move ``frame`` past its current step with ``value``; start steps until one must wait."""
     pos = frame["pos"]
     while True:
@@ -288,7 +271,7 @@ def _advance(steps: tuple[Node, ...], frame: Frame, prefix: str, value: Any, ctx
             frame["pos"], frame["cur"] = pos, None
             return _Done(value)
         frame["pos"] = pos
-        state, outcome = _start(steps[pos], value, prefix + str(pos), ctx)
+        state, outcome = _start(steps[pos], value, at(prefix, pos), ctx)
         frame["cur"] = state
         if outcome is None:
             return None
@@ -297,105 +280,70 @@ def _advance(steps: tuple[Node, ...], frame: Frame, prefix: str, value: Any, ctx
         value = outcome.value
 
 
-def _deliver_node(
-    node: Node, state: Frame, path: str, parts: list[str], i: int, leaf: Leaf, detail: Any, ctx: _Context
-) -> Delivery:
-    """Deliver to the step at ``parts[i:]`` (at least one part) inside the composite ``node``."""
-    part = parts[i]
+def _part_done(node: Node, state: NodeState, path: str, via: str, value: Any, ctx: _Context) -> Outcome:
+    """Part ``via`` of the composite ``node`` finished with ``value``: what that means for ``node``."""
     if isinstance(node, ForkNode):
-        if part == "j":
-            join = state.get("join")
-            if join is None or i + 1 != len(parts):
-                return _STALE
-            return leaf(node.join, join, f"{path}/j", detail, ctx)
-        index = int(part)
-        frame = state["branches"][index]
-        if frame is None:
-            return _STALE
-        branch = node.branches[index]
-        outcome = _deliver_sequence(branch.steps, frame, f"{path}/{index}/", parts, i + 1, leaf, detail, ctx)
-        if not isinstance(outcome, _Done):
-            return outcome
-        state["branches"][index] = None
-        state["results"][branch.name] = outcome.value
-        if any(f is not None for f in state["branches"]):
-            return None
-        results = {b.name: state["results"][b.name] for b in node.branches}
-        state["results"] = {}
-        join, outcome = _start(node.join, results, f"{path}/j", ctx)
-        state["join"] = join
-        return outcome
+        fork = cast(ForkState, state)
+        if via == JOIN:
+            return _Done(value)
+        index = int(via)
+        fork["branches"][index] = None
+        fork["results"][node.branches[index].name] = value
+        return _join_when_done(node, fork, path, ctx)
     if isinstance(node, RouteNode):
-        if part == "k":
-            if state.get("key") is None or i + 1 != len(parts):
-                return _STALE
-            outcome = leaf(node.key, state["key"], f"{path}/k", detail, ctx)
-            if not isinstance(outcome, _Done):
-                return outcome
-            return _choose_route(node, state, path, outcome.value, ctx)
-        frame = state.get("frame")
-        if part != "r" or frame is None:
-            return _STALE
-        steps = node.branch_for(state["choice"])
-        assert steps is not None
-        outcome = _deliver_sequence(steps, frame, f"{path}/r/", parts, i + 1, leaf, detail, ctx)
-        if isinstance(outcome, _Done):
-            return _Done({"branch": state["choice"], "result": outcome.value})
-        return outcome
+        route = cast(RouteState, state)
+        if via == KEY:
+            return _choose_route(node, route, path, value, ctx)
+        return _Done({"branch": route["choice"], "result": value})
     if isinstance(node, LoopNode):
-        if int(part) != state["iteration"]:
-            return _STALE
-        outcome = _deliver_sequence(node.body, state["frame"], f"{path}/{part}/", parts, i + 1, leaf, detail, ctx)
-        if not isinstance(outcome, _Done):
-            return outcome
-        verdict = _next_iteration(node, state, outcome.value)
+        loop = cast(LoopState, state)
+        verdict = _next_iteration(node, loop, value)
         if isinstance(verdict, _Again):
-            return _run_loop_body(node, state, path, verdict.value, ctx)
+            return _run_loop_body(node, loop, path, verdict.value, ctx)
         return verdict
     if isinstance(node, ChildNode):
-        return _deliver_sequence(node.steps, state["frame"], f"{path}/", parts, i, leaf, detail, ctx)
-    return _STALE
+        return _Done(value)
+    if isinstance(node, TaskNode | DelayNode | SignalNode):
+        raise AssertionError(f"{node.kind} {node.id!r} has no parts")
+    assert_never(node)
 
 
 # -- starting nodes ------------------------------------------------------------------------------
 
 
-def _start(node: Node, value: Any, path: str, ctx: _Context) -> tuple[Frame | None, Outcome]:
+def _start(node: Node, value: Any, path: str, ctx: _Context) -> tuple[NodeState | None, Outcome]:
     """Begin ``node`` on ``value``: its new state, and its outcome if it finished at once."""
     if isinstance(node, TaskNode):
-        state: Frame = {"attempt": 0, "failures": 0, "lost": 0, "state": "ready", "input": value}
-        _dispatch(node, state, path, ctx)
-        return state, None
+        task: TaskState = {"attempt": 0, "failures": 0, "lost": 0, "state": "ready", "input": value}
+        _dispatch(node, task, path, ctx)
+        return task, None
     if isinstance(node, ForkNode):
-        state = {"branches": [], "results": {}, "join": None}
+        fork: ForkState = {"branches": [], "results": {}, "join": None}
         for index, branch in enumerate(node.branches):
-            frame: Frame = {"pos": -1, "cur": None}
-            state["branches"].append(frame)
-            outcome = _advance(branch.steps, frame, f"{path}/{index}/", value, ctx)
+            frame = new_sequence()
+            fork["branches"].append(frame)
+            outcome = _advance(branch.steps, frame, within(path, index), value, ctx)
             if isinstance(outcome, _Failed):
-                return state, outcome
+                return fork, outcome
             if isinstance(outcome, _Done):
-                state["branches"][index] = None
-                state["results"][branch.name] = outcome.value
-        if any(f is not None for f in state["branches"]):
-            return state, None
-        results = {b.name: state["results"][b.name] for b in node.branches}
-        state["results"] = {}
-        state["join"], outcome = _start(node.join, results, f"{path}/j", ctx)
-        return state, outcome
+                fork["branches"][index] = None
+                fork["results"][branch.name] = outcome.value
+        return fork, _join_when_done(node, fork, path, ctx)
     if isinstance(node, RouteNode):
-        state = {"input": value, "key": None, "choice": None, "frame": None}
-        state["key"], outcome = _start(node.key, value, f"{path}/k", ctx)
-        return state, outcome
+        route: RouteState = {"input": value, "key": None, "choice": None, "frame": None}
+        key, outcome = _start(node.key, value, task_in(path, KEY), ctx)
+        route["key"] = cast(TaskState, key)
+        return route, outcome
     if isinstance(node, LoopNode):
-        state = {"iteration": 0, "frame": {"pos": -1, "cur": None}}
-        return state, _run_loop_body(node, state, path, value, ctx)
+        loop: LoopState = {"iteration": 0, "frame": new_sequence()}
+        return loop, _run_loop_body(node, loop, path, value, ctx)
     if isinstance(node, DelayNode):
-        at = ctx.now + node.seconds
-        ctx.snapshot.timers[path] = [at, "delay", node.id]
-        ctx.commands.append(SetTimer(path, at, "delay"))
+        wake = ctx.now + node.seconds
+        ctx.snapshot.timers[path] = Timer(wake, "delay", node.id)
+        ctx.commands.append(SetTimer(path, wake, "delay"))
         _mark(ctx, node.id, "waiting")
-        return {"value": value}, None
+        delay: DelayState = {"value": value}
+        return delay, None
     if isinstance(node, SignalNode):
         buffered = ctx.snapshot.signals.get(node.signal)
         if buffered:
@@ -404,20 +352,31 @@ def _start(node: Node, value: Any, path: str, ctx: _Context) -> tuple[Frame | No
                 del ctx.snapshot.signals[node.signal]
             _mark(ctx, node.id, "succeeded")
             return {}, _Done(payload)
-        ctx.snapshot.waiting_signals[path] = [node.signal, node.id]
+        ctx.snapshot.waiting_signals[path] = SignalWait(node.signal, node.id)
         if node.timeout_secs is not None:
-            at = ctx.now + node.timeout_secs
-            ctx.snapshot.timers[path] = [at, "signal-timeout", node.id]
-            ctx.commands.append(SetTimer(path, at, "signal-timeout"))
+            wake = ctx.now + node.timeout_secs
+            ctx.snapshot.timers[path] = Timer(wake, "signal-timeout", node.id)
+            ctx.commands.append(SetTimer(path, wake, "signal-timeout"))
         _mark(ctx, node.id, "waiting")
         return {}, None
     if isinstance(node, ChildNode):
-        state = {"frame": {"pos": -1, "cur": None}}
-        return state, _advance(node.steps, state["frame"], f"{path}/", value, ctx)
-    raise TypeError(f"unknown node {node!r}")
+        child: ChildState = {"frame": new_sequence()}
+        return child, _advance(node.steps, child["frame"], within(path), value, ctx)
+    assert_never(node)
 
 
-def _choose_route(node: RouteNode, state: Frame, path: str, key: Any, ctx: _Context) -> Outcome:
+def _join_when_done(node: ForkNode, fork: ForkState, path: str, ctx: _Context) -> Outcome:
+    """Once every branch of ``node`` finished, start its join on their results."""
+    if any(frame is not None for frame in fork["branches"]):
+        return None
+    results = {branch.name: fork["results"][branch.name] for branch in node.branches}
+    fork["results"] = {}
+    join, outcome = _start(node.join, results, task_in(path, JOIN), ctx)
+    fork["join"] = cast(TaskState, join)
+    return outcome
+
+
+def _choose_route(node: RouteNode, state: RouteState, path: str, key: Any, ctx: _Context) -> Outcome:
     if not isinstance(key, str):
         return _Failed(f"Route '{node.id}': key function returned {key!r} ({type(key).__name__}), expected a string")
     steps = node.branch_for(key)
@@ -428,8 +387,8 @@ def _choose_route(node: RouteNode, state: Frame, path: str, key: Any, ctx: _Cont
         )
     value, state["input"] = state["input"], None
     state["choice"] = key
-    state["frame"] = {"pos": -1, "cur": None}
-    outcome = _advance(steps, state["frame"], f"{path}/r/", value, ctx)
+    frame = state["frame"] = new_sequence()
+    outcome = _advance(steps, frame, within(path, ROUTE), value, ctx)
     if isinstance(outcome, _Done):
         return _Done({"branch": key, "result": outcome.value})
     return outcome
@@ -442,12 +401,11 @@ class _Again:
         self.value = value
 
 
-def _run_loop_body(node: LoopNode, state: Frame, path: str, value: Any, ctx: _Context) -> Outcome:
+def _run_loop_body(node: LoopNode, state: LoopState, path: str, value: Any, ctx: _Context) -> Outcome:
     """Run iterations of ``node``'s body from ``value`` until one must wait or the loop ends."""
     while True:
-        frame: Frame = {"pos": -1, "cur": None}
-        state["frame"] = frame
-        outcome = _advance(node.body, frame, f"{path}/{state['iteration']}/", value, ctx)
+        frame = state["frame"] = new_sequence()
+        outcome = _advance(node.body, frame, within(path, state["iteration"]), value, ctx)
         if not isinstance(outcome, _Done):
             return outcome
         verdict = _next_iteration(node, state, outcome.value)
@@ -456,7 +414,7 @@ def _run_loop_body(node: LoopNode, state: Frame, path: str, value: Any, ctx: _Co
         value = verdict.value
 
 
-def _next_iteration(node: LoopNode, state: Frame, result: Any) -> Outcome | _Again:
+def _next_iteration(node: LoopNode, state: LoopState, result: Any) -> Outcome | _Again:
     """What a finished iteration means: the loop's result, its failure, or another iteration."""
     if not (isinstance(result, dict) and result.get("_loop") in ("again", "done")):
         return _Failed(
@@ -477,7 +435,7 @@ def _next_iteration(node: LoopNode, state: Frame, result: Any) -> Outcome | _Aga
 # -- task attempts -------------------------------------------------------------------------------
 
 
-def _dispatch(node: TaskNode, state: Frame, path: str, ctx: _Context) -> None:
+def _dispatch(node: TaskNode, state: TaskState, path: str, ctx: _Context) -> None:
     """Send the next attempt of ``node``, or hold it while the instance is paused."""
     snapshot = ctx.snapshot
     if snapshot.paused is not None:
@@ -487,18 +445,7 @@ def _dispatch(node: TaskNode, state: Frame, path: str, ctx: _Context) -> None:
     attempt = state["attempt"] = state["attempt"] + 1
     state["state"] = "running"
     snapshot.running[path] = attempt
-    ctx.commands.append(
-        DispatchTask(
-            path,
-            node.id,
-            node.task,
-            attempt,
-            state["input"],
-            node.timeout_secs,
-            node.queue or ctx.definition.queue,
-            node.priority,
-        )
-    )
+    ctx.commands.append(DispatchTask.of(ctx.definition, node, path, attempt, state["input"]))
     if not ctx.track_steps:
         return
     summary = snapshot.steps.get(node.id)
@@ -523,28 +470,32 @@ def _mark(ctx: _Context, node_id: str, state: str) -> None:
             summary["runs"] += 1
 
 
-def _succeeded(node: Node, state: Frame, path: str, output: Any, ctx: _Context) -> Outcome:
-    assert isinstance(node, TaskNode)
+def _attempt(node: Node, state: NodeState) -> tuple[TaskNode, TaskState]:
+    """The task an attempt's event reached (only dispatched tasks have attempts)."""
+    assert isinstance(node, TaskNode), node
+    return node, cast(TaskState, state)
+
+
+def _succeeded(node: Node, state: NodeState, path: str, output: Any, ctx: _Context) -> Outcome:
+    task, attempt = _attempt(node, state)
     del ctx.snapshot.running[path]
-    state["state"] = "done"
-    state["input"] = None
-    _mark(ctx, node.id, "succeeded")
+    attempt["state"] = "done"
+    attempt["input"] = None
+    _mark(ctx, task.id, "succeeded")
     return _Done(output)
 
 
-def _failed(node: Node, state: Frame, path: str, error: str, ctx: _Context) -> Outcome:
-    assert isinstance(node, TaskNode)
-    return _attempt_failed(node, state, path, error, ctx)
+def _failed(node: Node, state: NodeState, path: str, error: str, ctx: _Context) -> Outcome:
+    return _attempt_failed(*_attempt(node, state), path, error, ctx)
 
 
-def _timed_out(node: Node, state: Frame, path: str, _: None, ctx: _Context) -> Outcome:
-    assert isinstance(node, TaskNode)
-    return _attempt_failed(
-        node, state, path, f"TimeoutError: task '{node.id}' timed out after {node.timeout_secs}s", ctx
-    )
+def _timed_out(node: Node, state: NodeState, path: str, _: None, ctx: _Context) -> Outcome:
+    task, attempt = _attempt(node, state)
+    error = f"TimeoutError: task '{task.id}' timed out after {task.timeout_secs}s"
+    return _attempt_failed(task, attempt, path, error, ctx)
 
 
-def _attempt_failed(node: TaskNode, state: Frame, path: str, error: str, ctx: _Context) -> Outcome:
+def _attempt_failed(node: TaskNode, state: TaskState, path: str, error: str, ctx: _Context) -> Outcome:
     snapshot = ctx.snapshot
     del snapshot.running[path]
     state["failures"] += 1
@@ -559,40 +510,41 @@ def _attempt_failed(node: TaskNode, state: Frame, path: str, error: str, ctx: _C
         _dispatch(node, state, path, ctx)
         return None
     state["state"] = "backoff"
-    at = ctx.now + delay
-    snapshot.timers[path] = [at, "retry", node.id]
-    ctx.commands.append(SetTimer(path, at, "retry"))
+    due = ctx.now + delay
+    snapshot.timers[path] = Timer(due, "retry", node.id)
+    ctx.commands.append(SetTimer(path, due, "retry"))
     _mark(ctx, node.id, "retrying")
     return None
 
 
-def _lost(node: Node, state: Frame, path: str, reason: str, ctx: _Context) -> Outcome:
-    assert isinstance(node, TaskNode)
+def _lost(node: Node, state: NodeState, path: str, reason: str, ctx: _Context) -> Outcome:
+    task, attempt = _attempt(node, state)
     del ctx.snapshot.running[path]
-    state["lost"] += 1
-    if state["lost"] > MAX_LOST_ATTEMPTS:
-        _mark(ctx, node.id, "failed")
-        return _Failed(f"task '{node.id}' lost its worker {state['lost']} times (last: {reason})")
-    _dispatch(node, state, path, ctx)
+    attempt["lost"] += 1
+    if attempt["lost"] > MAX_LOST_ATTEMPTS:
+        _mark(ctx, task.id, "failed")
+        return _Failed(f"task '{task.id}' lost its worker {attempt['lost']} times (last: {reason})")
+    _dispatch(task, attempt, path, ctx)
     return None
 
 
-def _release(node: Node, state: Frame, path: str, _: None, ctx: _Context) -> Outcome:
+def _release(node: Node, state: NodeState, path: str, _: None, ctx: _Context) -> Outcome:
     """Unpause: dispatch an attempt that the pause held back."""
-    if isinstance(node, TaskNode) and state.get("state") == "ready":
-        _dispatch(node, state, path, ctx)
+    task, attempt = _attempt(node, state)
+    if attempt["state"] == "ready":
+        _dispatch(task, attempt, path, ctx)
     return None
 
 
-def _timer_fired(node: Node, state: Frame, path: str, _: None, ctx: _Context) -> Outcome:
+def _timer_fired(node: Node, state: NodeState, path: str, _: None, ctx: _Context) -> Outcome:
     snapshot = ctx.snapshot
     del snapshot.timers[path]
     if isinstance(node, TaskNode):
-        _dispatch(node, state, path, ctx)
+        _dispatch(node, cast(TaskState, state), path, ctx)
         return None
     if isinstance(node, DelayNode):
         _mark(ctx, node.id, "succeeded")
-        return _Done(state.pop("value"))
+        return _Done(cast(DelayState, state).pop("value"))
     if isinstance(node, SignalNode):
         del snapshot.waiting_signals[path]
         if node.on_timeout == "continue":
@@ -600,7 +552,7 @@ def _timer_fired(node: Node, state: Frame, path: str, _: None, ctx: _Context) ->
             return _Done(None)
         _mark(ctx, node.id, "failed")
         return _Failed(f"SignalTimeout: signal '{node.signal}' not received within {node.timeout_secs}s")
-    return None
+    raise AssertionError(f"{node.kind} {node.id!r} sets no timers")
 
 
 # -- signals ---------------------------------------------------------------------------------------
@@ -614,14 +566,14 @@ def _signal(event: SignalReceived, ctx: _Context) -> bool:
             return False
         snapshot.signal_ids.append(event.id)
         del snapshot.signal_ids[:-REMEMBERED_SIGNAL_IDS]
-    waiter = next((path for path, (name, _) in snapshot.waiting_signals.items() if name == event.name), None)
+    waiter = next((path for path, wait in snapshot.waiting_signals.items() if wait.signal == event.name), None)
     if waiter is None:
         snapshot.signals.setdefault(event.name, []).append(event.payload)
         return True
     return _deliver(waiter, None, _receive_signal, event.payload, ctx)
 
 
-def _receive_signal(node: Node, state: Frame, path: str, payload: Any, ctx: _Context) -> Outcome:
+def _receive_signal(node: Node, state: NodeState, path: str, payload: Any, ctx: _Context) -> Outcome:
     snapshot = ctx.snapshot
     del snapshot.waiting_signals[path]
     snapshot.timers.pop(path, None)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from plait._core.definition import Definition, TaskNode
+from plait._core.snapshot import TimerKind
+
 
 @dataclass(slots=True)
 class Started:
@@ -106,6 +109,12 @@ class DispatchTask:
     queue: str
     priority: int | None
 
+    @classmethod
+    def of(cls, definition: Definition, node: TaskNode, path: str, attempt: int, input: Any) -> DispatchTask:
+        return cls(
+            path, node.id, node.task, attempt, input, node.timeout_secs, definition.queue_of(node), node.priority
+        )
+
 
 @dataclass(slots=True)
 class CancelTask:
@@ -121,7 +130,7 @@ class SetTimer:
 
     path: str
     at: float
-    kind: str  # "delay", "retry" or "signal-timeout"
+    kind: TimerKind
 
 
 @dataclass(slots=True)

@@ -8,12 +8,15 @@ not accumulated: once consumed they are gone from here. It is plain JSON data
 
 Status strings are sayiir's: ``in_progress``, ``waiting``, ``awaiting_signal``, ``paused``,
 ``completed``, ``failed``, ``cancelled``.
+
+The frame and state types below are the checkpoint's wire form: JSON objects and arrays, typed
+for the engine and its readers (they cost nothing at run time).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NamedTuple, NotRequired, TypeAlias, TypedDict
 
 IN_PROGRESS = "in_progress"
 WAITING = "waiting"
@@ -24,7 +27,82 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
-Frame = dict[str, Any]
+TimerKind = Literal["delay", "retry", "signal-timeout"]
+AttemptState = Literal["ready", "running", "backoff", "done", "failed"]
+
+
+class Timer(NamedTuple):
+    """When a durable delay ends, a retry is due or a signal wait times out (a JSON array)."""
+
+    at: float  # seconds since the epoch
+    kind: TimerKind
+    node_id: str
+
+
+class SignalWait(NamedTuple):
+    """A step waiting for the next signal of a name (a JSON array)."""
+
+    signal: str
+    node_id: str
+
+
+class SequenceFrame(TypedDict):
+    """Where a sequence of steps is: the step at ``pos`` runs with state ``cur``."""
+
+    pos: int  # -1 before the first step, len(steps) once done
+    cur: NodeState | None
+
+
+class TaskState(TypedDict):
+    attempt: int
+    failures: int
+    lost: int
+    state: AttemptState
+    input: Any  # dropped once the task succeeded
+    error: NotRequired[str]  # of the latest failed attempt
+
+
+class ForkState(TypedDict):
+    branches: list[SequenceFrame | None]  # None once a branch finished
+    results: dict[str, Any]  # of the finished branches, until the join starts
+    join: TaskState | None
+
+
+class RouteState(TypedDict):
+    input: Any  # until the key is known
+    key: TaskState | None
+    choice: str | None
+    frame: SequenceFrame | None  # the chosen branch
+
+
+class LoopState(TypedDict):
+    iteration: int
+    frame: SequenceFrame
+
+
+class DelayState(TypedDict):
+    value: NotRequired[Any]  # passed on when the delay ends
+
+
+class SignalState(TypedDict):
+    pass
+
+
+class ChildState(TypedDict):
+    frame: SequenceFrame
+
+
+class StepProgress(TypedDict):
+    """The summary of one node over all its executions (loop iterations fold into one)."""
+
+    state: str  # running, retrying, waiting, succeeded, failed
+    attempts: int
+    runs: int
+    startedAt: NotRequired[float]
+    finishedAt: NotRequired[float]
+
+
+NodeState: TypeAlias = TaskState | ForkState | RouteState | LoopState | DelayState | SignalState | ChildState
 
 
 @dataclass(slots=True)
@@ -35,16 +113,16 @@ class Snapshot:
     status: str = IN_PROGRESS
     output: Any = None
     error: str | None = None
-    root: Frame | None = None
+    root: SequenceFrame | None = None
     running: dict[str, int] = field(default_factory=dict)  # path -> attempt of dispatched tasks
     ready: list[str] = field(default_factory=list)  # paths held back by a pause
-    timers: dict[str, list[Any]] = field(default_factory=dict)  # path -> [at, kind, node id]
-    waiting_signals: dict[str, list[str]] = field(default_factory=dict)  # path -> [signal name, node id]
+    timers: dict[str, Timer] = field(default_factory=dict)  # by path
+    waiting_signals: dict[str, SignalWait] = field(default_factory=dict)  # by path
     signals: dict[str, list[Any]] = field(default_factory=dict)  # buffered payloads by name, oldest first
     signal_ids: list[str] = field(default_factory=list)  # ids of the latest signals applied, for dedupe
     paused: dict[str, Any] | None = None  # {"reason", "by"}
     cancelled: dict[str, Any] | None = None  # {"reason", "by"}
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> summary
+    steps: dict[str, StepProgress] = field(default_factory=dict)  # by node id
     events: int = 0  # events applied; the checkpoint's version
 
     @property
@@ -53,7 +131,7 @@ class Snapshot:
 
     @property
     def wake_at(self) -> float | None:
-        return min((timer[0] for timer in self.timers.values()), default=None)
+        return min((timer.at for timer in self.timers.values()), default=None)
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -88,8 +166,8 @@ class Snapshot:
             root=data.get("root"),
             running=dict(data.get("running") or {}),
             ready=list(data.get("ready") or []),
-            timers=dict(data.get("timers") or {}),
-            waiting_signals=dict(data.get("waitingSignals") or {}),
+            timers={path: Timer(*timer) for path, timer in (data.get("timers") or {}).items()},
+            waiting_signals={path: SignalWait(*wait) for path, wait in (data.get("waitingSignals") or {}).items()},
             signals=dict(data.get("signals") or {}),
             signal_ids=list(data.get("signalIds") or []),
             paused=data.get("paused"),

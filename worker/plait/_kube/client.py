@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import aiohttp
 import httpx
@@ -86,7 +86,8 @@ def _error(response: httpx.Response) -> ClusterError:
     )
 
 
-def _encode(body: Any) -> bytes:
+def encode(body: Any) -> bytes:
+    """A request body as sent: compact JSON (also what a payload costs in an object)."""
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -148,7 +149,7 @@ def _list(
 
 def _create(resource: Resource, body: JSON, namespace: str | None, dry_run: bool) -> _Call:
     params = _params(dryRun="All" if dry_run else None)
-    return _Call("POST", resource.path(namespace), params, _encode(body), "application/json")
+    return _Call("POST", resource.path(namespace), params, encode(body), "application/json")
 
 
 def _patch(
@@ -163,7 +164,7 @@ def _patch(
 ) -> _Call:
     params = _params(fieldManager=field_manager, force="true" if force else None)
     path = resource.path(namespace, name, subresource)
-    return _Call("PATCH", path, params, _encode(patch), _PATCH_CONTENT_TYPES[patch_type])
+    return _Call("PATCH", path, params, encode(patch), _PATCH_CONTENT_TYPES[patch_type])
 
 
 def _delete(
@@ -178,7 +179,7 @@ def _delete(
     if propagation:
         options["propagationPolicy"] = propagation
     params = _params(labelSelector=label_selector)
-    return _Call("DELETE", resource.path(namespace, name), params, _encode(options), "application/json")
+    return _Call("DELETE", resource.path(namespace, name), params, encode(options), "application/json")
 
 
 def _watch_params(
@@ -206,7 +207,57 @@ def _decode_watch_line(line: str) -> WatchEvent | None:
     return WatchEvent(type=raw["type"], object=raw["object"])
 
 
-class AsyncKube:
+R = TypeVar("R")
+
+
+class _Verbs(Generic[R]):
+    """The API verbs, once for both clients: each builds its request and hands it to ``_call``,
+    which returns the object (:class:`Kube`) or a coroutine of it (:class:`AsyncKube`)."""
+
+    def _call(self, call: _Call) -> R:
+        raise NotImplementedError
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> R:
+        return self._call(_get(resource, name, namespace))
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+    ) -> R:
+        return self._call(_list(resource, namespace, label_selector, field_selector, limit))
+
+    def create(self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False) -> R:
+        return self._call(_create(resource, body, namespace, dry_run))
+
+    def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        patch_type: PatchType = "merge",
+        field_manager: str | None = None,
+        force: bool | None = None,
+    ) -> R:
+        return self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
+
+    def delete(
+        self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
+    ) -> R:
+        return self._call(_delete(resource, name, namespace, propagation))
+
+    def delete_collection(self, resource: Resource, namespace: str, *, label_selector: str) -> R:
+        return self._call(_delete(resource, None, namespace, "Background", label_selector))
+
+
+class AsyncKube(_Verbs[Coroutine[Any, Any, JSON]]):
     """Async client on aiohttp, for the operator's and the workers' hot paths.
 
     (httpx's connection pool scans every connection on every request; under load that cost the
@@ -282,47 +333,6 @@ class AsyncKube:
             call.method, call.path, params=call.params, body=call.body, content_type=call.content_type
         )
 
-    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
-        return await self._call(_get(resource, name, namespace))
-
-    async def list(
-        self,
-        resource: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-    ) -> JSON:
-        return await self._call(_list(resource, namespace, label_selector, field_selector, limit))
-
-    async def create(
-        self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False
-    ) -> JSON:
-        return await self._call(_create(resource, body, namespace, dry_run))
-
-    async def patch(
-        self,
-        resource: Resource,
-        name: str,
-        patch: Any,
-        namespace: str | None = None,
-        *,
-        subresource: str | None = None,
-        patch_type: PatchType = "merge",
-        field_manager: str | None = None,
-        force: bool | None = None,
-    ) -> JSON:
-        return await self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
-
-    async def delete(
-        self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
-    ) -> JSON:
-        return await self._call(_delete(resource, name, namespace, propagation))
-
-    async def delete_collection(self, resource: Resource, namespace: str, *, label_selector: str) -> JSON:
-        return await self._call(_delete(resource, None, namespace, "Background", label_selector))
-
     async def watch(
         self,
         resource: Resource,
@@ -364,7 +374,7 @@ class AsyncKube:
             return response.status, await response.text()
 
 
-class Kube:
+class Kube(_Verbs[JSON]):
     """Sync client with the same verbs as :class:`AsyncKube`, for the CLI and tests."""
 
     def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
@@ -413,42 +423,6 @@ class Kube:
 
     def _call(self, call: _Call) -> JSON:
         return self._send(call.method, call.path, params=call.params, body=call.body, content_type=call.content_type)
-
-    def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
-        return self._call(_get(resource, name, namespace))
-
-    def list(
-        self,
-        resource: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-    ) -> JSON:
-        return self._call(_list(resource, namespace, label_selector, field_selector, limit))
-
-    def create(self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False) -> JSON:
-        return self._call(_create(resource, body, namespace, dry_run))
-
-    def patch(
-        self,
-        resource: Resource,
-        name: str,
-        patch: Any,
-        namespace: str | None = None,
-        *,
-        subresource: str | None = None,
-        patch_type: PatchType = "merge",
-        field_manager: str | None = None,
-        force: bool | None = None,
-    ) -> JSON:
-        return self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
-
-    def delete(
-        self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
-    ) -> JSON:
-        return self._call(_delete(resource, name, namespace, propagation))
 
     def watch(
         self,

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from plait._backoff import Backoff
 from plait._kube.client import JSON, AsyncKube, Resource
 from plait.errors import ClusterError
 
@@ -31,7 +32,7 @@ async def list_and_watch(
     after; ``on_synced`` once each listing has been delivered. Runs until cancelled."""
     where = f"{resource.plural} in {namespace or 'every namespace'}"
     version: str | None = None
-    backoff = 0.5
+    backoff = Backoff(0.5, 10.0)
     while True:
         try:
             if version is None:
@@ -48,20 +49,19 @@ async def list_and_watch(
                 if event.type != "BOOKMARK":
                     on_event(event.type, event.object)
             if heard:
-                backoff = 0.5
+                backoff.reset()
             else:  # ended without a word (not even a bookmark): do not reconnect in a tight loop
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
+                await backoff.wait()
         except asyncio.CancelledError:
             raise
         except ClusterError as error:
             if error.status == 410:  # too old to resume from: list again
                 version = None
                 continue
-            log.warning("watch of %s failed (%s); again in %.1fs", where, error, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10)
+            delay = backoff.next()
+            log.warning("watch of %s failed (%s); again in %.1fs", where, error, delay)
+            await backoff.wait(delay)
         except Exception as error:  # a connection reset, an API server restarting, ...
-            log.warning("watch of %s interrupted (%s: %s); again in %.1fs", where, type(error).__name__, error, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10)
+            delay = backoff.next()
+            log.warning("watch of %s interrupted (%s: %s); again in %.1fs", where, type(error).__name__, error, delay)
+            await backoff.wait(delay)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plait._kube.client import Resource
+from plait._kube.client import Resource, encode
 
 GROUP = "plait.dev"
 VERSION = "v1alpha1"
@@ -35,6 +35,15 @@ INSTANCE_UID_LABEL = "plait.dev/instance-uid"
 QUEUE_LABEL = "plait.dev/queue"
 DEFINITION_LABEL = "plait.dev/definition"
 WORKFLOW_LABEL = "plait.dev/workflow"
+
+#: Inline limit of one input, output or signal payload (etcd refuses objects over 1.5 MiB).
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+def payload_size(value: Any) -> int:
+    """What ``value`` costs in an object: the bytes of its compact JSON."""
+    return len(encode(value))
+
 
 InstancePhase = Literal["Pending", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled"]
 TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "TimedOut", "Lost", "Released", "Cancelled"]
@@ -223,6 +232,27 @@ class Claim(_Model):
     leaseDurationSeconds: float = Field(gt=0)
 
 
+class ClaimFields(TypedDict, total=False):
+    """:class:`Claim` as the worker writes it and the operator reads it (no validation on the hot path)."""
+
+    holder: str
+    claimedAt: str
+    renewedAt: str
+    leaseDurationSeconds: float
+
+
+class TaskStatusFields(TypedDict, total=False):
+    """:class:`WorkflowTaskStatus` as written and read on the hot path; a patch sets some of them."""
+
+    phase: TaskPhase
+    claim: ClaimFields
+    deadline: str
+    output: Any
+    error: str | None
+    traceback: str | None
+    finishedAt: str
+
+
 class WorkflowTaskStatus(_Model):
     phase: TaskPhase | None = None
     claim: Claim | None = None
@@ -350,3 +380,7 @@ class WorkflowSignal(KubeObject):
 
 
 RESOURCES: tuple[type[KubeObject], ...] = (WorkflowInstance, WorkflowTask, WorkflowDefinition, WorkflowSignal)
+INSTANCES = WorkflowInstance.RESOURCE
+TASKS = WorkflowTask.RESOURCE
+DEFINITIONS = WorkflowDefinition.RESOURCE
+SIGNALS = WorkflowSignal.RESOURCE

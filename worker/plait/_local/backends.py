@@ -24,6 +24,18 @@ from plait.errors import BackendError
 
 #: A snapshot's fields as a tuple, in the order ``Snapshot(*fields)`` takes them.
 _snapshot_fields = attrgetter(*(f.name for f in dataclasses.fields(Snapshot)))
+#: Where those fields hold named tuples (timers, signal waits), which ``marshal`` takes as plain ones.
+_NAMED_TUPLE_MAPS = tuple(
+    i for i, f in enumerate(dataclasses.fields(Snapshot)) if f.name in ("timers", "waiting_signals")
+)
+
+
+def _marshalled(snapshot: Snapshot) -> bytes:
+    fields = list(_snapshot_fields(snapshot))
+    for i in _NAMED_TUPLE_MAPS:
+        if fields[i]:
+            fields[i] = {path: tuple(value) for path, value in fields[i].items()}
+    return marshal.dumps(fields)
 
 
 class Backend(ABC):
@@ -91,7 +103,7 @@ class InMemoryBackend(Backend):
         self.save_snapshot(instance_id, Snapshot.from_data(snapshot))
 
     def save_snapshot(self, instance_id: str, snapshot: Snapshot) -> None:
-        self._snapshots[instance_id] = marshal.dumps(_snapshot_fields(snapshot))
+        self._snapshots[instance_id] = _marshalled(snapshot)
 
     def delete(self, instance_id: str) -> None:
         with self._lock:

@@ -148,7 +148,7 @@ class Runner:
                         self.backend.ack_inbox(self.instance_id, inbox[-1][0])
                         continue
                 now = self.clock()
-                due = [path for path, timer in snapshot.timers.items() if timer[0] <= now]
+                due = [path for path, timer in snapshot.timers.items() if timer.at <= now]
                 if due:
                     queue.extend(TimerFired(path) for path in due)
                     continue
@@ -168,9 +168,9 @@ class Runner:
         if snapshot.paused is not None:
             return None
         times = [
-            timer[0]
+            timer.at
             for timer in snapshot.timers.values()
-            if timer[1] == "retry" or (self.sleep_through_waits and timer[1] == "delay")
+            if timer.kind == "retry" or (self.sleep_through_waits and timer.kind == "delay")
         ]
         return min(times, default=None)
 

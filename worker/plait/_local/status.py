@@ -79,11 +79,11 @@ class WorkflowStatus:
             status.reason, status.cancelled_by = snapshot.cancelled.get("reason"), snapshot.cancelled.get("by")
         if snapshot.paused is not None and snapshot.status == st.PAUSED:
             status.reason, status.paused_by = snapshot.paused.get("reason"), snapshot.paused.get("by")
-        delays = [(timer[0], timer[2]) for timer in snapshot.timers.values() if timer[1] == "delay"]
+        delays = [(timer.at, timer.node_id) for timer in snapshot.timers.values() if timer.kind == "delay"]
         if snapshot.waiting_signals:
-            path, (name, node_id) = next(iter(snapshot.waiting_signals.items()))
-            status.signal_id, status.signal_name = node_id, name
-            status.wake_at = iso(snapshot.timers[path][0]) if path in snapshot.timers else None
+            path, wait = next(iter(snapshot.waiting_signals.items()))
+            status.signal_id, status.signal_name = wait.node_id, wait.signal
+            status.wake_at = iso(snapshot.timers[path].at) if path in snapshot.timers else None
         elif delays:
             at, node_id = min(delays)
             status.delay_id, status.wake_at = node_id, iso(at)

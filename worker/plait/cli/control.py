@@ -12,12 +12,12 @@ import sys
 
 from plait._client.objects import signal_body
 from plait._kube.client import JSON, Kube
-from plait._kube.models import CANCEL_ANNOTATION, FINISHED_PHASES, PAUSE_ANNOTATION
+from plait._kube.models import CANCEL_ANNOTATION, FINISHED_PHASES, INSTANCES, PAUSE_ANNOTATION, SIGNALS
 from plait.cli.common import CommandError, add_cluster_options, add_instance_argument, add_output_option, session
 from plait.cli.follow import follow, timed_out
 from plait.cli.format import clean, document, emit
 from plait.cli.inputs import parse_json
-from plait.cli.lookup import INSTANCES, SIGNALS, definition_for, get_instance, missing_instance
+from plait.cli.lookup import definition_for, get_instance, missing_instance
 from plait.cli.view import phase_of
 from plait.errors import Conflict, NotFound
 

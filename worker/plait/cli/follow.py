@@ -20,10 +20,10 @@ from typing import Any, TextIO
 import httpx
 
 from plait._kube.client import JSON, Kube
-from plait._kube.models import FINISHED_PHASES, parse_rfc3339, rfc3339
+from plait._kube.models import FINISHED_PHASES, INSTANCES, parse_rfc3339, rfc3339
 from plait.cli.common import CommandError, program
 from plait.cli.format import clock, duration, paint, span, visible_len
-from plait.cli.lookup import INSTANCES, definition_for, get_instance, tasks_of
+from plait.cli.lookup import definition_for, get_instance, tasks_of
 from plait.cli.steptree import StepRow, step_rows
 from plait.cli.view import PHASE_COLOURS, Style, instance_lines, phase_of
 from plait.errors import ClusterError

@@ -12,7 +12,7 @@ import jsonschema
 
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_name
 from plait._kube.client import JSON, Kube
-from plait._kube.models import API_VERSION, FINISHED_PHASES, object_name
+from plait._kube.models import API_VERSION, FINISHED_PHASES, INSTANCES, object_name
 from plait.cli.common import (
     CommandError,
     add_cluster_options,
@@ -25,7 +25,6 @@ from plait.cli.follow import Display, Outcome, display_for, follow, timed_out, w
 from plait.cli.format import age, clean, clock, document, duration, emit, span, table, unicode_ok, use_colour
 from plait.cli.inputs import load_manifest, parse_json
 from plait.cli.lookup import (
-    INSTANCES,
     definition_for,
     definitions,
     event_time,

@@ -10,19 +10,14 @@ from typing import Any
 
 from plait._kube.client import CORE_EVENTS, JSON, Kube
 from plait._kube.models import (
+    DEFINITIONS,
     INSTANCE_UID_LABEL,
-    WorkflowDefinition,
-    WorkflowInstance,
-    WorkflowSignal,
-    WorkflowTask,
+    INSTANCES,
+    SIGNALS,
+    TASKS,
 )
 from plait.cli.common import CommandError, program
 from plait.errors import NotFound
-
-INSTANCES = WorkflowInstance.RESOURCE
-TASKS = WorkflowTask.RESOURCE
-DEFINITIONS = WorkflowDefinition.RESOURCE
-SIGNALS = WorkflowSignal.RESOURCE
 
 
 def missing_instance(name: str, namespace: str) -> CommandError:

@@ -8,6 +8,7 @@ import logging
 import signal
 from contextlib import suppress
 
+from plait._kube.models import DEFAULT_MAX_PAYLOAD_BYTES
 from plait.cli.common import add_cluster_options, connect, namespace_of
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="delete finished instances this long after they finish, unless spec.ttlSecondsAfterFinished says otherwise",
     )  # fmt: skip
     operator.add_argument(
-        "--max-payload-bytes", type=int, default=256 * 1024, help="inline payload limit (default 256 KiB)"
+        "--max-payload-bytes",
+        type=int,
+        default=DEFAULT_MAX_PAYLOAD_BYTES,
+        help="inline payload limit (default 256 KiB)",
     )
     operator.add_argument(
         "--lease-grace", type=float, default=2.0, help="seconds past a task lease before it counts as lost"
@@ -86,7 +90,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     worker.add_argument("--no-metrics", action="store_true", help="do not serve HTTP at all")
     worker.add_argument(
-        "--max-payload-bytes", type=int, default=256 * 1024, help="inline output limit (default 256 KiB)"
+        "--max-payload-bytes", type=int, default=DEFAULT_MAX_PAYLOAD_BYTES, help="inline output limit (default 256 KiB)"
     )
     worker.set_defaults(handler=_worker)
 

@@ -12,9 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, assert_never
 
+from plait._core.definition import (
+    ChildNode,
+    Definition,
+    DelayNode,
+    ForkNode,
+    LoopNode,
+    Node,
+    RouteNode,
+    SignalNode,
+    TaskNode,
+    parts,
+)
 from plait.cli.format import compact, duration, paint, span, table
+from plait.errors import DefinitionError
 
 ACTIVE = ("running", "retrying", "waiting")
 _FAILED_TASK_PHASES = ("Failed", "TimedOut", "Lost")
@@ -57,7 +70,6 @@ class StepRow:
 
 @dataclass
 class _Context:
-    nodes: Mapping[str, Mapping[str, Any]]
     summaries: Mapping[str, Mapping[str, Any]]
     errors: Mapping[str, str]
     phase: str | None
@@ -73,20 +85,30 @@ def step_rows(
     """The tree of ``definition`` (a WorkflowDefinition ``spec``) with the states from ``status``.
 
     Without a status every step is ``pending`` and notes show each step's policy (retries,
-    timeout); without a definition the rows are the flat ``status.steps``.
+    timeout); without a definition (or with one this version cannot read) the rows are the flat
+    ``status.steps``.
     """
     status = status or {}
     summaries = {s["id"]: s for s in status.get("steps") or [] if "id" in s}
     errors = last_errors(tasks)
     phase = status.get("phase")
-    if not definition:
+    graph = _parse(definition)
+    if graph is None:
         return [_leaf_row(step_id, "task", f"{step_id}", (), summaries, errors, phase) for step_id in summaries]
-    nodes = {n["id"]: n for n in definition.get("nodes") or []}
-    context = _Context(nodes, summaries, errors, phase, with_policy=not status)
-    rows = _sequence(context, list(definition.get("steps") or []), ())
+    context = _Context(summaries, errors, phase, with_policy=not status)
+    rows = _sequence(context, graph.steps, ())
     # steps the summary knows but the definition does not (should not happen): show them anyway
     rows += [_leaf_row(i, "task", i, (), summaries, errors, phase) for i in summaries if i not in context.seen]
     return rows
+
+
+def _parse(spec: Mapping[str, Any] | None) -> Definition | None:
+    if not spec:
+        return None
+    try:
+        return Definition.from_data(spec)
+    except (DefinitionError, KeyError, TypeError, ValueError):
+        return None
 
 
 def last_errors(tasks: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -105,75 +127,70 @@ def last_errors(tasks: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {step: text for step, (_, text) in latest.items()}
 
 
-def _node(context: _Context, node_id: str, guides: tuple[bool, ...]) -> list[StepRow]:
-    node = context.nodes.get(node_id, {"id": node_id, "kind": "task"})
-    context.seen.add(node_id)
-    kind = node.get("kind", "task")
-    if kind in ("task", "delay", "signal"):
-        return [_leaf(context, node, kind, node_id, guides)]
-    children: list[tuple[str, str, list[str]]] = []  # (label, kind, step ids) of each group
-    extra_first: list[tuple[str, str]] = []  # single steps shown before the groups (route key)
-    extra_last: list[tuple[str, str]] = []  # after (fork join)
-    if kind == "fork":
-        label = f"fork ({len(node.get('branches') or [])} branches)"
-        children = [(b["name"], "branch", list(b.get("steps") or [])) for b in node.get("branches") or []]
-        if node.get("join"):
-            extra_last.append((node["join"], "join"))
-    elif kind == "route":
-        label = f"route {node_id}"
-        if node.get("key"):
-            extra_first.append((node["key"], "key"))
-        children = [(r["key"], "branch", list(r.get("steps") or [])) for r in node.get("routes") or []]
-        if node.get("default") is not None:
-            children.append(("default", "branch", list(node.get("default") or [])))
-    elif kind == "loop":
-        label = f"loop {node_id} (max {node.get('maxIterations', '?')})"
-        children = [("", "body", list(node.get("body") or []))]
-    elif kind == "child":
-        label = f"flow {node.get('workflow') or node_id}"
-        children = [("", "body", list(node.get("steps") or []))]
-    else:
-        label = f"{node_id} ({kind})"
-    items: list[tuple[str, str, Any]] = [(i, k, None) for i, k in extra_first]
-    items += [(lbl, k, ids) for lbl, k, ids in children]
-    items += [(i, k, None) for i, k in extra_last]
-    # a group whose only step has the group's name (fork branches of one task) or no label (loop
-    # and child bodies) shows its steps directly
-    flat: list[tuple[str, str, Any]] = []
-    for item_label, item_kind, ids in items:
-        if ids is not None and (not item_label or (len(ids) == 1 and ids[0] == item_label)):
-            flat += [(i, "step", None) for i in ids]
+def _label(node: Node) -> str:
+    if isinstance(node, TaskNode):
+        return node.id
+    if isinstance(node, DelayNode):
+        return f"{node.id} (delay {compact(node.seconds)})"
+    if isinstance(node, SignalNode):
+        return f"{node.id} (signal {node.signal!r})" if node.signal != node.id else f"{node.id} (signal)"
+    if isinstance(node, ForkNode):
+        return f"fork ({len(node.branches)} branches)"
+    if isinstance(node, RouteNode):
+        return f"route {node.id}"
+    if isinstance(node, LoopNode):
+        return f"loop {node.id} (max {node.max_iterations})"
+    if isinstance(node, ChildNode):
+        return f"flow {node.workflow}"
+    assert_never(node)
+
+
+def _node(context: _Context, node: Node, guides: tuple[bool, ...]) -> list[StepRow]:
+    context.seen.add(node.id)
+    inner = parts(node)
+    if not inner:
+        row = _leaf_row(node.id, node.kind, _label(node), guides, context.summaries, context.errors, context.phase)
+        return [replace(row, note=policy(node))] if context.with_policy else [row]
+    # A route's key and a fork's join show as single steps; a group whose only step has the group's
+    # name (fork branches of one task) or no name of its own (loop and child bodies) shows its
+    # steps directly; the other groups (branches) get a row of their own.
+    items: list[tuple[str, tuple[Node, ...] | Node]] = []  # (group label, its steps) or (kind, step)
+    for part in inner:
+        if part.role in ("key", "join"):
+            items.append((part.role, part.steps[0]))
+        elif part.role == "body" or (len(part.steps) == 1 and part.steps[0].id == part.label):
+            items += [("step", step) for step in part.steps]
         else:
-            flat.append((item_label, item_kind, ids))
+            items.append((part.label, part.steps))
     rows: list[StepRow] = []
     groups: list[list[StepRow]] = []
-    for index, (item_label, item_kind, ids) in enumerate(flat):
-        child_guides = (*guides, index == len(flat) - 1)
-        if ids is None:
-            sub = _node(context, item_label, child_guides)
-            if item_kind in ("key", "join") and sub:
-                sub[0] = replace(sub[0], label=f"{sub[0].label} ({item_kind})", kind=item_kind)
+    for index, (item_label, item) in enumerate(items):
+        child_guides = (*guides, index == len(items) - 1)
+        if not isinstance(item, tuple):
+            sub = _node(context, item, child_guides)
+            if item_label in ("key", "join") and sub:
+                sub[0] = replace(sub[0], label=f"{sub[0].label} ({item_label})", kind=item_label)
         else:
-            inner = _sequence(context, ids, child_guides)
+            steps = _sequence(context, item, child_guides)
             group = StepRow(
-                id=f"{node_id}/{item_label}", label=item_label, kind="branch", guides=child_guides, leaf=False
+                id=f"{node.id}/{item_label}", label=item_label, kind="branch", guides=child_guides, leaf=False
             )
-            sub = [_aggregate(group, inner, context.phase), *inner]
+            sub = [_aggregate(group, steps, context.phase), *steps]
         groups.append(sub)
         rows += sub
-    if kind == "route":
+    if isinstance(node, RouteNode):
         rows = _skip_unchosen(rows, groups, context.phase)
-    head = StepRow(id=node_id, label=label, kind=kind, guides=guides, leaf=False)
-    if kind == "loop":
+    head = StepRow(id=node.id, label=_label(node), kind=node.kind, guides=guides, leaf=False)
+    if isinstance(node, LoopNode):
         runs = max((r.runs for r in rows if r.leaf), default=0)
         head = replace(head, runs=runs, note=f"{runs} iteration{'s' if runs != 1 else ''}" if runs else "")
     return [_aggregate(head, rows, context.phase), *rows]
 
 
-def _sequence(context: _Context, ids: Sequence[str], guides: tuple[bool, ...]) -> list[StepRow]:
+def _sequence(context: _Context, steps: Sequence[Node], guides: tuple[bool, ...]) -> list[StepRow]:
     rows: list[StepRow] = []
-    for index, node_id in enumerate(ids):
-        rows += _node(context, node_id, (*guides, index == len(ids) - 1))
+    for index, node in enumerate(steps):
+        rows += _node(context, node, (*guides, index == len(steps) - 1))
     return rows
 
 
@@ -215,19 +232,6 @@ def _aggregate(head: StepRow, rows: Sequence[StepRow], phase: str | None) -> Ste
     )
 
 
-def _leaf(context: _Context, node: Mapping[str, Any], kind: str, node_id: str, guides: tuple[bool, ...]) -> StepRow:
-    if kind == "delay":
-        label = f"{node_id} (delay {compact(node.get('seconds'))})"
-    elif kind == "signal":
-        label = f"{node_id} (signal {node.get('signal')!r})" if node.get("signal") != node_id else f"{node_id} (signal)"
-    else:
-        label = node_id
-    row = _leaf_row(node_id, kind, label, guides, context.summaries, context.errors, context.phase)
-    if context.with_policy:
-        row = replace(row, note=policy(node))
-    return row
-
-
 def _leaf_row(
     node_id: str,
     kind: str,
@@ -267,23 +271,23 @@ def _leaf_row(
     )
 
 
-def policy(node: Mapping[str, Any]) -> str:
-    """A task node's options in a few words: ``retries 3 (0.5s x2, max 5s), timeout 10s, queue q``."""
+def policy(node: Node) -> str:
+    """A step's options in a few words: ``retries 3 (0.5s x2, max 5s), timeout 10s, queue q``."""
     parts = []
-    retry = node.get("retry")
-    if retry:
-        backoff = f"{compact(retry.get('initialDelaySeconds'))} x{retry.get('backoffMultiplier', 2):g}"
-        if retry.get("maxDelaySeconds") is not None:
-            backoff += f", max {compact(retry['maxDelaySeconds'])}"
-        parts.append(f"retries {retry.get('maxRetries')} ({backoff})")
-    if node.get("timeoutSeconds") and node.get("kind") != "delay":
-        parts.append(f"timeout {compact(node['timeoutSeconds'])}")
-        if node.get("kind") == "signal":
-            parts[-1] += f" then {node.get('onTimeout') or 'fail'}"
-    if node.get("queue"):
-        parts.append(f"queue {node['queue']}")
-    if node.get("priority") is not None:
-        parts.append(f"priority {node['priority']}")
+    if isinstance(node, TaskNode) and node.retry is not None:
+        retry = node.retry
+        backoff = f"{compact(retry.initial_delay_secs)} x{retry.backoff_multiplier:g}"
+        if retry.max_delay_secs is not None:
+            backoff += f", max {compact(retry.max_delay_secs)}"
+        parts.append(f"retries {retry.max_retries} ({backoff})")
+    if isinstance(node, TaskNode | SignalNode) and node.timeout_secs:
+        parts.append(f"timeout {compact(node.timeout_secs)}")
+        if isinstance(node, SignalNode):
+            parts[-1] += f" then {node.on_timeout}"
+    if isinstance(node, TaskNode) and node.queue:
+        parts.append(f"queue {node.queue}")
+    if isinstance(node, TaskNode) and node.priority is not None:
+        parts.append(f"priority {node.priority}")
     return ", ".join(parts)
 
 
