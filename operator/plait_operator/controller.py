@@ -191,6 +191,16 @@ class Controller:
     async def on_definition(self, event_type: str | None, body: JSON) -> None:
         self.catalog.observe(event_type or "ADDED", body)
 
+    async def resolve_definition(self, namespace: str, workflow: str, pinned: str | None) -> Definition | None:
+        """The definition a new instance gets. When the watch has not brought one (yet: a watch of
+        a namespace just created starts late), ask the API server once before the instance waits."""
+        found = self.catalog.resolve(namespace, workflow, pinned)
+        if found is None:
+            for body in await self.store.list_definitions(namespace, workflow):
+                self.catalog.observe("ADDED", body)
+            found = self.catalog.resolve(namespace, workflow, pinned)
+        return found
+
     def _definition_published(self, namespace: str, workflow: str) -> None:
         for (actor_namespace, _), actor in self.actors.items():
             body = actor.body

@@ -35,7 +35,10 @@ from plait._core.frames import in_flight
 from plait._core.snapshot import Snapshot
 from plait._kube.client import JSON
 from plait._kube.models import (
+    CANCEL_ANNOTATION,
     FINALIZER,
+    PAUSE_ANNOTATION,
+    PAUSED_BY_ANNOTATION,
     TASK_RESULT_PHASES,
     label_value,
     now_rfc3339,
@@ -49,7 +52,7 @@ from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
 from plait_operator.store import Store, task_body, task_name
 from plait_operator.validation import InvalidInstance, check_input
-from plait_operator.world import TaskResult, control_events, result_events, signal_events
+from plait_operator.world import TaskResult, control_events, requester, result_events, signal_events
 
 log = logging.getLogger(__name__)
 _MAX_CONFLICT_RETRIES = 8
@@ -79,6 +82,9 @@ class Host(Protocol):
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run a best-effort write in the background."""
+
+    async def resolve_definition(self, namespace: str, workflow: str, pinned: str | None) -> Definition | None:
+        """The definition a new instance gets (asking the API server when the watch has not brought it)."""
 
     def retire(self, actor: InstanceActor, ttl_due: float | None) -> None:
         """The instance finished: drop the actor, delete the instance at ``ttl_due``."""
@@ -224,11 +230,11 @@ class InstanceActor:
                 )
                 return
         else:
-            if status.get("phase") == "Failed" or "deletionTimestamp" in meta:
+            if status.get("phase") in ("Failed", "Cancelled") or "deletionTimestamp" in meta:
                 await self._finish_deletion(body, finished=True)
                 await self._reject_signals(f"instance {self.name} did not start")
                 return
-            found = host.catalog.resolve(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
+            found = await host.resolve_definition(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
             if found is None:
                 await self._wait_for_definition(body, spec)
                 return
@@ -241,6 +247,9 @@ class InstanceActor:
             if FINALIZER not in (meta.get("finalizers") or []):
                 body = self.body = _slim(await host.store.add_finalizer(body))
             snapshot = new_snapshot(definition, self.name)
+            annotations = meta.get("annotations") or {}
+            if PAUSE_ANNOTATION in annotations and CANCEL_ANNOTATION not in annotations:  # paused before it started
+                snapshot.paused = requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
             events.append(Started(spec.get("input")))
             starting = True
 
@@ -410,7 +419,31 @@ class InstanceActor:
         if "deletionTimestamp" in body["metadata"]:
             await self._finish_deletion(body, finished=True)
             return
+        if CANCEL_ANNOTATION in (body["metadata"].get("annotations") or {}):
+            await self._cancel_unstarted(body)
+            return
         await self._write_status_once(body, "DefinitionNotFound", message)
+
+    async def _cancel_unstarted(self, body: JSON) -> None:
+        """Cancelled before any worker published its workflow: it ends without a step."""
+        status = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        reason = (body["metadata"].get("annotations") or {}).get(CANCEL_ANNOTATION) or "no reason given"
+        message = f"cancelled: {reason}"
+        update = {
+            "phase": "Cancelled",
+            "message": message,
+            "observedGeneration": generation,
+            "finishedAt": now_rfc3339(),
+            "conditions": merge_conditions(
+                status.get("conditions"),
+                [condition(status.get("conditions"), "Completed", "True", "Cancelled", message, generation)],
+            ),
+        }
+        self.body = await self.host.store.write_status(body, update)
+        await self.host.store.post_event(body, "Cancelled", message)
+        self.host.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Cancelled")
+        await self._reject_signals(f"instance {self.name} was cancelled before it started")
 
     async def _write_status_once(self, body: JSON, reason: str, message: str) -> None:
         """Pending with a condition saying why; written (and an Event posted) only when it changes."""

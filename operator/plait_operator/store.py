@@ -18,6 +18,7 @@ from plait._kube.client import CORE_EVENTS, JSON, AsyncKube
 from plait._kube.models import (
     API_VERSION,
     DEFINITION_LABEL,
+    DEFINITIONS,
     DISPATCHED_AT_ANNOTATION,
     FINALIZER,
     INSTANCE_UID_LABEL,
@@ -102,6 +103,11 @@ class Store:
             return await self.kube.get(INSTANCES, name, namespace)
         except NotFound:
             return None
+
+    async def list_definitions(self, namespace: str, workflow: str) -> list[JSON]:
+        listed = await self.kube.list(DEFINITIONS, namespace, field_selector=f"spec.workflow={workflow}")
+        items: list[JSON] = listed.get("items") or []
+        return items
 
     async def add_finalizer(self, instance: JSON) -> JSON:
         meta = instance["metadata"]

@@ -24,7 +24,13 @@ from plait._core.events import (
 )
 from plait._core.snapshot import Snapshot
 from plait._kube.client import JSON
-from plait._kube.models import CANCEL_ANNOTATION, PAUSE_ANNOTATION, TASK_RESULT_PHASES
+from plait._kube.models import (
+    CANCEL_ANNOTATION,
+    CANCELLED_BY_ANNOTATION,
+    PAUSE_ANNOTATION,
+    PAUSED_BY_ANNOTATION,
+    TASK_RESULT_PHASES,
+)
 
 TaskResult = TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost
 
@@ -38,12 +44,18 @@ def control_events(instance: JSON, snapshot: Snapshot) -> list[Event]:
     if "deletionTimestamp" in meta:
         return [Cancel("the instance was deleted", "kubernetes")]
     if CANCEL_ANNOTATION in annotations:
-        return [Cancel(annotations[CANCEL_ANNOTATION] or "cancel requested", CANCEL_ANNOTATION)]
+        by = requester(annotations, CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION)["by"]
+        return [Cancel(annotations[CANCEL_ANNOTATION] or "cancel requested", by)]
     if PAUSE_ANNOTATION in annotations and snapshot.paused is None:
-        return [Pause(annotations[PAUSE_ANNOTATION] or None, PAUSE_ANNOTATION)]
+        return [Pause(**requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION))]
     if PAUSE_ANNOTATION not in annotations and snapshot.paused is not None:
         return [Unpause()]
     return []
+
+
+def requester(annotations: dict[str, str], request: str, by: str) -> dict[str, str | None]:
+    """Reason and author of a pause or cancel annotation (the client sets ``by``; kubectl users do not)."""
+    return {"reason": annotations[request] or None, "by": annotations.get(by, request) or None}
 
 
 def result_events(tasks: Iterable[JSON], snapshot: Snapshot) -> list[TaskResult]:

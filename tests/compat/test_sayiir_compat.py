@@ -270,6 +270,136 @@ def metadata_and_durations(m: ModuleType) -> Any:
     return [m.run_workflow(wf, {"id": 1}), nodes, m.parse_duration("1.5s"), m.parse_duration("100ms")]
 
 
+def engine_calls(m: ModuleType) -> Any:
+    """The engines called as sayiir's own tests and executor call them: the compiled workflow and its registry."""
+
+    @m.task
+    def inc(x: int) -> int:
+        return x + 1
+
+    @m.task("dbl")
+    def double(x: int) -> int:
+        return x * 2
+
+    wf = m.Flow("seq").then(inc).then(double).then(lambda x: x - 1, name="dec").build()
+    swapped = {**wf._task_registry, "inc": lambda x: x + 100}
+    engine = m.DurableEngine(m.InMemoryBackend())
+    return [
+        sorted(wf._task_registry),
+        wf._task_registry["inc"] is inc,
+        m.WorkflowEngine().run(wf._inner, 4, wf._task_registry),
+        m.WorkflowEngine().run(wf._inner, 4, swapped),
+        engine.run(wf._inner, "e-1", 4, wf._task_registry).output,
+        engine.resume(wf._inner, "e-1", wf._task_registry).status,
+    ]
+
+
+def _error(call: Callable[[], Any]) -> str:
+    try:
+        call()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return "no error"
+
+
+def builder_errors(m: ModuleType) -> Any:
+    @m.task
+    def inc(x: int) -> int:
+        return x + 1
+
+    return [
+        _error(lambda: m.Flow("x").loop(inc, max_iterations=0)),
+        _error(lambda: m.Flow("x").fork().join(inc)),
+        _error(lambda: m.Flow("x").fork().branch()),
+        _error(lambda: m.Flow("x").build()),
+        _error(lambda: m.Flow("x").loop(inc, on_max="sometimes")),
+        _error(lambda: m.Flow("x").delay("d", "soon")),
+        _error(lambda: m.Flow("x").delay("d", -1)),
+        _error(lambda: m.Flow("x").wait_for_signal("s", timeout=-1)),
+        _error(lambda: m.task(priority=9)(inc)),
+        _error(lambda: m.Flow("x").route(lambda v: v, keys=["a"]).branch("b", inc)),
+        _error(lambda: m.Flow("x").route(lambda v: v, keys=["a", "b"]).branch("a", inc).done()),
+        _error(lambda: m.Flow("x").route(lambda v: v, keys=["a"]).default_branch()),
+        _error(lambda: m.DurableEngine(m.InMemoryBackend(), "sometimes")),
+        _error(lambda: m.WorkflowClient(m.InMemoryBackend(), conflict_policy="sometimes")),
+        _error(lambda: m.run_durable_workflow(m.Flow("x").then(inc).build(), "", 1)),
+        _error(lambda: m.run_durable_workflow(m.Flow("x").then(inc).build(), "é" * 129, 1)),
+    ]
+
+
+def task_error_text(m: ModuleType) -> Any:
+    def explode(x: int) -> int:
+        raise ValueError(f"bad value {x}")
+
+    wf = m.Flow("boom").then(explode).build()
+    out = []
+    for run in (lambda: m.run_workflow(wf, 3), lambda: m.WorkflowEngine().run(wf._inner, 3, wf._task_registry)):
+        try:
+            run()
+        except m.TaskError as error:
+            text = str(error)
+            out.append([text.splitlines()[0], "Traceback (most recent call last)" in text, "in explode" in text])
+    status = m.run_durable_workflow(wf, "b-1", 3)
+    out.append(status.error)  # the status keeps the error line only
+    return out
+
+
+def definition_mismatch(m: ModuleType) -> Any:
+    @m.task
+    def inc(x: int) -> int:
+        return x + 1
+
+    backend = m.InMemoryBackend()
+    m.run_durable_workflow(m.Flow("v").then(inc).wait_for_signal("go").build(), "v-1", 1, backend=backend)
+    other = m.Flow("v").then(inc).then(inc).build()
+    try:
+        m.resume_workflow(other, "v-1", backend)
+    except m.WorkflowError as error:
+        return [type(error).__name__, str(error).startswith("Workflow definition mismatch: expected hash '")]
+    return "no error"
+
+
+def lifecycle_edges(m: ModuleType) -> Any:
+    """Lifecycle calls on missing, finished and cancelled instances, and signals that come early."""
+
+    @m.task
+    def inc(x: int) -> int:
+        return x + 1
+
+    @m.task
+    def approved(payload: Any) -> Any:
+        return payload
+
+    wf = m.Flow("edges").then(inc).wait_for_signal("go").then(approved).build()
+    backend = m.InMemoryBackend()
+    out: list[Any] = [
+        _error(lambda: m.cancel_workflow("nope", backend)),
+        _error(lambda: m.pause_workflow("nope", backend)),
+        _error(lambda: m.unpause_workflow("nope", backend)),
+        _error(lambda: m.WorkflowClient(backend).get_task_result("nope", "inc")),
+        _error(lambda: m.send_signal("early", "go", {"n": 1}, backend)),  # kept for when it starts
+    ]
+    out.append(m.run_durable_workflow(wf, "early", 1, backend=backend).output)
+    m.run_durable_workflow(wf, "w", 1, backend=backend)
+    out.append(_error(lambda: m.unpause_workflow("w", backend)))  # not paused
+    m.cancel_workflow("w", backend, reason="first")
+    m.cancel_workflow("w", backend, reason="second")
+    status = m.resume_workflow(wf, "w", backend)
+    out.append((status.status, status.reason))
+    out.append(_error(lambda: m.cancel_workflow("w", backend)))  # already cancelled: nothing to do
+    out.append(_error(lambda: m.pause_workflow("w", backend)))
+    out.append(_error(lambda: m.unpause_workflow("w", backend)))
+    out.append(_error(lambda: m.send_signal("w", "go", 1, backend)))
+    out.append(_error(lambda: m.cancel_workflow("early", backend)))
+    out.append(_error(lambda: m.unpause_workflow("early", backend)))
+    m.run_durable_workflow(wf, "t", 1, backend=backend)
+    m.send_signal("t", "go", {"n": 2}, backend)  # buffered for "t"; terminate_existing hands it on
+    client = m.WorkflowClient(backend, conflict_policy="terminate_existing")
+    client.submit(wf, "t", 5)
+    out.append(m.resume_workflow(wf, "t", backend).output)
+    return out
+
+
 SCENARIOS: dict[str, tuple[Callable[[ModuleType], Any], Any]] = {
     "sequence": (
         sequence,
@@ -312,6 +442,53 @@ SCENARIOS: dict[str, tuple[Callable[[ModuleType], Any], Any]] = {
         [5, 3, ("failed", True, "ValueError: bad thing"), ("TaskError", "ValueError: bad thing", True)],
     ),
     "pydantic_models": (pydantic_models, {"name": "pen", "total": 12}),
+    "engine_calls": (engine_calls, [["dbl", "dec", "inc"], True, 9, 207, 9, "completed"]),
+    "builder_errors": (
+        builder_errors,
+        [
+            "ValueError: Loop 'loop_0': max_iterations must be at least 1",
+            "ValueError: Fork must have at least one branch",
+            "ValueError: branch() requires at least one task function",
+            "ValueError: Workflow must have at least one task",
+            "ValueError: Invalid on_max policy: 'sometimes'. Use 'fail' or 'exit_with_last'.",
+            'ValueError: Invalid duration: "soon". Expected a number (seconds) or a string like "30s", "5m", "1h", "100ms".',
+            "ValueError: delay duration must be a finite non-negative number",
+            "ValueError: timeout must be a finite non-negative number",
+            "ValueError: priority must be between 1 and 5, got 9",
+            "ValueError: Branch key 'b' is not in the declared keys: ['a']",
+            "ValueError: Route: missing branches for keys: b",
+            "ValueError: default_branch() requires at least one task function",
+            'ValueError: invalid conflict_policy: "sometimes" (expected "fail", "use_existing", or "terminate_existing")',
+            'ValueError: invalid conflict_policy: "sometimes" (expected "fail", "use_existing", or "terminate_existing")',
+            "WorkflowError: instance_id must not be empty",
+            "WorkflowError: instance_id length 258 exceeds maximum 256 bytes",
+        ],
+    ),
+    "task_error_text": (
+        task_error_text,
+        [["ValueError: bad value 3", True, True], ["ValueError: bad value 3", True, True], "ValueError: bad value 3"],
+    ),
+    "definition_mismatch": (definition_mismatch, ["WorkflowError", True]),
+    "lifecycle_edges": (
+        lifecycle_edges,
+        [
+            "BackendError: Snapshot not found: nope",
+            "BackendError: Snapshot not found: nope",
+            "BackendError: Snapshot not found: nope",
+            "BackendError: Snapshot not found: nope",
+            "no error",
+            {"n": 1},
+            'BackendError: Cannot pause workflow in state: Workflow is not paused (current state: "InProgress")',
+            ("cancelled", "second"),
+            "no error",
+            "BackendError: Cannot pause workflow in state: Cancelled",
+            'BackendError: Cannot pause workflow in state: Workflow is not paused (current state: "Cancelled")',
+            "no error",
+            "BackendError: Cannot cancel workflow in state: Completed",
+            'BackendError: Cannot pause workflow in state: Workflow is not paused (current state: "Completed")',
+            {"n": 2},
+        ],
+    ),
     "task_context": (task_context, [["ctx", "ctx-1", "look", {"team": "payments"}], None, {"team": "payments"}]),
     "metadata_and_durations": (
         metadata_and_durations,

@@ -56,6 +56,14 @@ def test_annotations_and_deletion_become_lifecycle_events() -> None:
     assert control_events(instance({"plait.dev/cancel": ""}), finished) == []
 
 
+def test_who_asked_comes_from_the_by_annotations_the_client_sets() -> None:
+    snapshot = started()
+    pause = {"plait.dev/pause": "audit", "plait.dev/paused-by": "ops"}
+    assert control_events(instance(pause), snapshot) == [Pause("audit", "ops")]
+    cancel = {"plait.dev/cancel": "stop", "plait.dev/cancelled-by": ""}  # the client's "nobody said"
+    assert control_events(instance(cancel), snapshot) == [Cancel("stop", None)]
+
+
 def task_body(path: str, attempt: int, phase: str | None, **status: Any) -> dict[str, Any]:
     return {"spec": {"path": path, "attempt": attempt}, "status": {"phase": phase, **status} if phase else {}}
 

@@ -3,17 +3,16 @@
 The authoring API and local execution are compatible with the ``sayiir`` package: code written
 for sayiir runs on plait by changing the import. Build a flow with :class:`Flow` and
 :func:`task`, run it in-process with :func:`run_workflow` or :func:`run_durable_workflow`, and
-serve it on a cluster with ``plait worker MODULE``.
+serve it on a cluster with ``plait worker MODULE``. On a cluster, application code submits and
+controls instances with ``WorkflowClient(KubernetesBackend())`` (or :class:`AsyncWorkflowClient`)
+and can run tasks in its own process with :class:`Worker`.
 """
 
 from plait._authoring.flow import BranchBuilder, Flow, ForkBuilder, NodeInfo, Workflow
 from plait._authoring.loop import LoopResult, OnMax
 from plait._authoring.tasks import RetryPolicy, TaskMetadata, parse_duration, task
-from plait._execution.context import TaskExecutionContext, get_task_context
-from plait._local.api import (
-    DurableEngine,
-    WorkflowClient,
-    WorkflowEngine,
+from plait._client.aio import AsyncWorkflowClient
+from plait._client.api import (
     cancel_workflow,
     pause_workflow,
     resume_workflow,
@@ -22,6 +21,11 @@ from plait._local.api import (
     send_signal,
     unpause_workflow,
 )
+from plait._client.backend import KubernetesBackend
+from plait._client.sync import WorkflowClient
+from plait._client.worker import Worker, WorkerHandle
+from plait._execution.context import TaskExecutionContext, get_task_context
+from plait._local.api import DurableEngine, WorkflowEngine
 from plait._local.backends import Backend, InMemoryBackend, SqliteBackend
 from plait._local.status import WorkflowStatus
 from plait.errors import (
@@ -37,6 +41,7 @@ from plait.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncWorkflowClient",
     "Backend",
     "BackendError",
     "BranchBuilder",
@@ -46,6 +51,7 @@ __all__ = [
     "ForkBuilder",
     "InMemoryBackend",
     "InstanceAlreadyExistsError",
+    "KubernetesBackend",
     "LoopResult",
     "NodeInfo",
     "OnMax",
@@ -56,6 +62,8 @@ __all__ = [
     "TaskError",
     "TaskExecutionContext",
     "TaskMetadata",
+    "Worker",
+    "WorkerHandle",
     "Workflow",
     "WorkflowClient",
     "WorkflowEngine",

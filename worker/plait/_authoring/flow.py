@@ -124,6 +124,29 @@ class Workflow:
     def metadata(self) -> dict[str, Any] | None:
         return self.definition.metadata
 
+    @property
+    def _task_registry(self) -> dict[str, Callable[..., Any]]:
+        """sayiir's name for the tasks: task id (explicit names included) to the user's function."""
+        return {task_id: registered.fn for task_id, registered in self.tasks.items()}
+
+    @property
+    def _inner(self) -> Workflow:
+        """What sayiir passes to its engines (``engine.run(workflow._inner, ...)``): here, the workflow."""
+        return self
+
+    def with_registry(self, registry: dict[str, Callable[..., Any]] | None) -> Workflow:
+        """This workflow running the functions of ``registry`` (sayiir's engines take one), by task id."""
+        if registry is None or registry == self._task_registry:
+            return self
+        missing = sorted(set(self.tasks) - set(registry))
+        if missing:
+            raise ValueError(f"the task registry lacks task(s) {', '.join(missing)} of workflow {self.workflow_id!r}")
+        tasks = {
+            task_id: registered if registry[task_id] is registered.fn else TaskFunction(task_id, registry[task_id])
+            for task_id, registered in self.tasks.items()
+        }
+        return Workflow(self.definition, tasks)
+
     def iter_nodes(self) -> list[NodeInfo]:
         """Every node in execution order, with the node it follows."""
         infos: list[NodeInfo] = []
@@ -226,7 +249,7 @@ class ForkBuilder:
     def join(self, task_func: Callable[..., Any], *, name: str | None = None) -> Flow:
         """Close the fork with a task receiving ``{branch name: branch result}``."""
         if not self._branches:
-            raise ValueError("fork() needs at least one branch() before join()")
+            raise ValueError("Fork must have at least one branch")
         builder = self._flow._builder
         fork_id = builder.unique("||".join(chain[0].task for chain in self._branches))
         branches = tuple(Branch(chain[0].task, chain) for chain in self._branches)
@@ -315,8 +338,8 @@ class Flow:
     ) -> Flow:
         """Repeat ``task_func`` while it returns ``LoopResult.again(v)``."""
         if max_iterations < 1:
-            raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
-        policy = OnMax(on_max)
+            raise ValueError(f"Loop 'loop_{self._builder.loops}': max_iterations must be at least 1")
+        policy = OnMax.parse(on_max)
         body = self._builder.task_node(task_func, name)
         loop_id = self._builder.unique(f"loop_{self._builder.loops}")
         self._builder.loops += 1
@@ -325,7 +348,8 @@ class Flow:
 
     def delay(self, name: str, duration: str | float | timedelta) -> Flow:
         """Wait durably (no worker held) for ``duration``: seconds, ``timedelta`` or ``"5m"``."""
-        self._steps.append(DelayNode(self._builder.unique(name), parse_duration(duration)))
+        seconds = _seconds(duration, "delay duration")
+        self._steps.append(DelayNode(self._builder.unique(name), seconds))
         return self
 
     def wait_for_signal(
@@ -343,7 +367,7 @@ class Flow:
         """
         if on_timeout not in ("fail", "continue"):
             raise ValueError(f"on_timeout must be 'fail' or 'continue', got {on_timeout!r}")
-        seconds = parse_duration(timeout) if timeout is not None else None
+        seconds = _seconds(timeout, "timeout") if timeout is not None else None
         node_id = self._builder.unique(name or signal_name)
         self._steps.append(SignalNode(node_id, signal_name, seconds, on_timeout))  # type: ignore[arg-type]
         return self
@@ -369,7 +393,7 @@ class Flow:
 
     def build(self) -> Workflow:
         if not self._steps:
-            raise ValueError(f"flow {self._name!r} has no steps")
+            raise ValueError("Workflow must have at least one task")
         steps = tuple(self._steps)
         definition = Definition(
             name=self._name,
@@ -380,6 +404,13 @@ class Flow:
             queue=self._queue,
         )
         return Workflow(definition, dict(self._builder.tasks))
+
+
+def _seconds(duration: str | float | timedelta, what: str) -> float:
+    """A duration in seconds; a negative, infinite or NaN number gets sayiir's message."""
+    if isinstance(duration, int | float) and not isinstance(duration, bool) and not 0 <= duration < float("inf"):
+        raise ValueError(f"{what} must be a finite non-negative number")
+    return parse_duration(duration)
 
 
 def _renumber(steps: tuple[Node, ...], builder: _Builder, renamed: dict[str, str]) -> tuple[Node, ...]:

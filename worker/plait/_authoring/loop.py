@@ -17,6 +17,14 @@ class OnMax(StrEnum):
     EXIT_WITH_LAST = "exit_with_last"
     """Leave the loop with the last iteration's value."""
 
+    @classmethod
+    def parse(cls, value: str | OnMax) -> OnMax:
+        """``value`` as a policy, or sayiir's ``ValueError`` naming the two valid ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"Invalid on_max policy: {value!r}. Use 'fail' or 'exit_with_last'.") from None
+
 
 class LoopResult(Generic[T]):
     """Return ``LoopResult.again(value)`` to iterate again, ``LoopResult.done(value)`` to leave.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import traceback
 from concurrent import futures
 from concurrent.futures import Executor
@@ -23,6 +24,7 @@ from plait._authoring.flow import TaskFunction
 from plait._execution.context import TaskExecutionContext, current
 
 _SCALARS = (str, int, float, bool, type(None))
+_PLAIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 MAX_ERROR_CHARS = 8192
 
 
@@ -57,9 +59,15 @@ def describe(error: BaseException) -> str:
     return text
 
 
+def user_traceback(error: BaseException) -> str:
+    """The traceback of a task's exception from the task's own frames on (plait's are left out)."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith(_PLAIT_DIR)]
+    text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
+    return text[-MAX_ERROR_CHARS:]
+
+
 def _failure(error: BaseException) -> AttemptResult:
-    trace = "".join(traceback.format_exception(error))
-    return AttemptResult(ok=False, error=describe(error), traceback=trace[-MAX_ERROR_CHARS:])
+    return AttemptResult(ok=False, error=describe(error), traceback=user_traceback(error))
 
 
 def _finish(raw: Any) -> AttemptResult:

@@ -23,6 +23,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Annotations users set on a WorkflowInstance, and the operator's finalizer.
 PAUSE_ANNOTATION = "plait.dev/pause"
 CANCEL_ANNOTATION = "plait.dev/cancel"
+# Who asked for the pause or the cancellation (sayiir's paused_by / cancelled_by); set by the client.
+PAUSED_BY_ANNOTATION = "plait.dev/paused-by"
+CANCELLED_BY_ANNOTATION = "plait.dev/cancelled-by"
 FINALIZER = "plait.dev/cancel-on-delete"
 # When the operator created a task, to the microsecond (creationTimestamp has whole seconds).
 DISPATCHED_AT_ANNOTATION = "plait.dev/dispatched-at"

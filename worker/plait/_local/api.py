@@ -3,37 +3,39 @@
 Thin wrappers over :class:`plait._local.runner.Runner` and a :class:`~plait._local.backends.Backend`.
 External requests (signals, pause, unpause, cancel) go to the backend's inbox and take effect
 when the instance next runs (``resume_workflow``), exactly as sayiir does.
+
+On a cluster, :mod:`plait._client.api` puts the same names in front of the cluster client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from plait import _lifecycle
 from plait._authoring.flow import Workflow
-from plait._core import snapshot as st
 from plait._core.snapshot import Snapshot
 from plait._execution.invoke import to_json
+from plait._ids import check_instance_id
 from plait._local.backends import Backend, InMemoryBackend
 from plait._local.runner import Runner
 from plait._local.status import WorkflowStatus
-from plait.errors import BackendError, InstanceAlreadyExistsError, TaskError, WorkflowError
+from plait.errors import InstanceAlreadyExistsError, TaskError, WorkflowError
 
 CONFLICT_POLICIES = ("fail", "use_existing", "terminate_existing")
-_STATE_NAMES = {
-    st.COMPLETED: "Completed",
-    st.FAILED: "Failed",
-    st.CANCELLED: "Cancelled",
-}
+TaskRegistry = dict[str, Callable[..., Any]]
 
 
-def _policy(conflict_policy: str | None) -> str:
+def check_policy(conflict_policy: str | None) -> str:
     policy = conflict_policy or "fail"
     if policy not in CONFLICT_POLICIES:
-        raise ValueError(f"conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}, got {conflict_policy!r}")
+        raise ValueError(
+            f'invalid conflict_policy: "{conflict_policy}" (expected "fail", "use_existing", or "terminate_existing")'
+        )
     return policy
 
 
-def _check_workflow(workflow: Any) -> Workflow:
+def check_workflow(workflow: Any) -> Workflow:
     if not isinstance(workflow, Workflow):
         raise TypeError(f"expected a Workflow from Flow(...).build(), got {type(workflow).__name__}")
     return workflow
@@ -42,13 +44,17 @@ def _check_workflow(workflow: Any) -> Workflow:
 class WorkflowEngine:
     """Runs workflows in memory, without checkpoints: the fastest way to try a flow."""
 
-    def run(self, workflow: Workflow, input: Any) -> Any:
-        workflow = _check_workflow(workflow)
-        status = Runner(workflow, workflow.workflow_id, None, sleep_through_waits=True).start(input)
+    def run(self, workflow: Workflow, input: Any, task_registry: TaskRegistry | None = None) -> Any:
+        """Run to the end; ``task_registry`` (sayiir's third argument) may swap the functions by task id.
+
+        A failed task raises :class:`TaskError` with its error and traceback."""
+        workflow = check_workflow(workflow).with_registry(task_registry)
+        runner = Runner(workflow, workflow.workflow_id, None, sleep_through_waits=True)
+        status = runner.start(input)
         if status.is_completed():
             return status.output
         if status.is_failed():
-            raise TaskError(status.error)
+            raise TaskError(f"{status.error}\n\n{runner.last_traceback}" if runner.last_traceback else status.error)
         if status.is_awaiting_signal():
             raise TaskError(
                 f"workflow {workflow.workflow_id!r} waits for signal {status.signal_name!r}, which an in-memory "
@@ -64,46 +70,69 @@ class DurableEngine:
     """Runs workflows with a checkpoint after every step in ``backend``."""
 
     def __init__(self, backend: Backend | None = None, conflict_policy: str | None = None) -> None:
+        if backend is not None and not isinstance(backend, Backend):
+            raise TypeError(
+                f"DurableEngine runs tasks in this process and needs a local backend (InMemoryBackend, "
+                f"SqliteBackend), got {type(backend).__name__}; on a cluster use WorkflowClient"
+            )
         self.backend = backend if backend is not None else InMemoryBackend()
-        self.conflict_policy = _policy(conflict_policy)
+        self.conflict_policy = check_policy(conflict_policy)
 
-    def run(self, workflow: Workflow, instance_id: str, input: Any) -> WorkflowStatus:
-        workflow = _check_workflow(workflow)
-        existing = self.backend.load(instance_id)
-        if existing is not None:
+    def run(
+        self, workflow: Workflow, instance_id: str, input: Any, task_registry: TaskRegistry | None = None
+    ) -> WorkflowStatus:
+        workflow = check_workflow(workflow).with_registry(task_registry)
+        check_instance_id(instance_id)
+        if self.backend.load(instance_id) is not None:
             if self.conflict_policy == "fail":
                 raise InstanceAlreadyExistsError(f"Workflow instance already exists: {instance_id}")
             if self.conflict_policy == "use_existing":
                 return self.resume(workflow, instance_id)
-            self.backend.delete(instance_id)
+            replace_instance(self.backend, instance_id)
         return Runner(workflow, instance_id, self.backend, sleep_through_waits=False).start(input)
 
-    def resume(self, workflow: Workflow, instance_id: str) -> WorkflowStatus:
-        workflow = _check_workflow(workflow)
+    def resume(self, workflow: Workflow, instance_id: str, task_registry: TaskRegistry | None = None) -> WorkflowStatus:
+        workflow = check_workflow(workflow).with_registry(task_registry)
         snapshot = Snapshot.from_data(self.backend.require(instance_id))
         return Runner(workflow, instance_id, self.backend, sleep_through_waits=False).resume(snapshot)
 
-    def _request(self, instance_id: str, action: str, request: dict[str, Any]) -> None:
-        snapshot = self.backend.require(instance_id)
-        state = snapshot["status"]
-        if state in st.TERMINAL:
-            raise BackendError(f"Cannot {action} workflow in state: {_STATE_NAMES[state]}")
-        self.backend.append_inbox(instance_id, request)
+    def _state(self, instance_id: str) -> str:
+        return str(self.backend.require(instance_id)["status"])
 
     def cancel(self, instance_id: str, reason: str | None = None, cancelled_by: str | None = None) -> None:
-        self._request(instance_id, "cancel", {"type": "cancel", "reason": reason, "by": cancelled_by})
+        if _lifecycle.should_cancel(self._state(instance_id)):
+            self.backend.append_inbox(instance_id, {"type": "cancel", "reason": reason, "by": cancelled_by})
 
     def pause(self, instance_id: str, reason: str | None = None, paused_by: str | None = None) -> None:
-        self._request(instance_id, "pause", {"type": "pause", "reason": reason, "by": paused_by})
+        _lifecycle.check_pause(self._state(instance_id))
+        self.backend.append_inbox(instance_id, {"type": "pause", "reason": reason, "by": paused_by})
 
     def unpause(self, instance_id: str) -> None:
-        self._request(instance_id, "unpause", {"type": "unpause"})
+        _lifecycle.check_unpause(self._state(instance_id))
+        self.backend.append_inbox(instance_id, {"type": "unpause"})
 
     def send_signal(self, instance_id: str, signal_name: str, payload: Any) -> None:
-        self._request(instance_id, "signal", {"type": "signal", "name": signal_name, "payload": payload})
+        """Buffer a signal; for an instance not submitted yet too (it gets it when it starts), as sayiir does."""
+        snapshot = self.backend.load(instance_id)
+        if snapshot is None or _lifecycle.should_signal(snapshot["status"]):
+            request = {"type": "signal", "name": signal_name, "payload": to_json(payload)}
+            self.backend.append_inbox(instance_id, request)
 
     def __repr__(self) -> str:
         return f"DurableEngine({self.backend!r}, conflict_policy={self.conflict_policy!r})"
+
+
+def replace_instance(backend: Backend, instance_id: str) -> None:
+    """Drop an instance for a new one of the same id (``terminate_existing``), keeping the signals
+    it had buffered and not consumed, oldest first, for the new one."""
+    old = Snapshot.from_data(backend.require(instance_id))
+    pending = [request for _, request in backend.pending_inbox(instance_id) if request["type"] == "signal"]
+    backend.delete(instance_id)
+    for name, payloads in old.signals.items():
+        for payload in payloads:
+            backend.append_inbox(instance_id, {"type": "signal", "name": name, "payload": payload})
+    for request in pending:
+        backend.append_inbox(instance_id, request)
 
 
 class WorkflowClient:
@@ -118,13 +147,14 @@ class WorkflowClient:
 
     def submit(self, workflow: Workflow, instance_id: str, input: Any) -> WorkflowStatus:
         """Record a new instance; ``resume_workflow`` (or a runner) then runs it."""
-        workflow = _check_workflow(workflow)
+        workflow = check_workflow(workflow)
+        check_instance_id(instance_id)
         if self.backend.load(instance_id) is not None:
             if self._engine.conflict_policy == "fail":
                 raise InstanceAlreadyExistsError(f"Workflow instance already exists: {instance_id}")
             if self._engine.conflict_policy == "use_existing":
                 return self.status(instance_id)
-            self.backend.delete(instance_id)
+            replace_instance(self.backend, instance_id)
         snapshot = Snapshot(instance_id, workflow.workflow_id, workflow.definition_hash)
         self.backend.save(instance_id, snapshot.to_data())
         self.backend.append_inbox(instance_id, {"type": "start", "input": to_json(input)})
@@ -147,6 +177,7 @@ class WorkflowClient:
 
     def get_task_result(self, instance_id: str, task_id: str) -> Any | None:
         """The latest output of ``task_id`` in this instance, or ``None`` if it never ran."""
+        self.backend.require(instance_id)
         return self.backend.task_output(instance_id, task_id)
 
     def __repr__(self) -> str:

@@ -41,10 +41,10 @@ from plait._core.events import (
 )
 from plait._core.snapshot import Snapshot
 from plait._execution.context import InlineSlot, TaskExecutionContext, current
-from plait._execution.invoke import AttemptResult, describe, run_async_task, run_sync, to_json
+from plait._execution.invoke import AttemptResult, describe, run_async_task, run_sync, to_json, user_traceback
 from plait._local.backends import Backend
 from plait._local.status import WorkflowStatus
-from plait.errors import DefinitionError
+from plait.errors import WorkflowError
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -74,6 +74,14 @@ def inbox_event(sequence: int, request: dict[str, Any]) -> Event:
     raise ValueError(f"unknown inbox request {kind!r}")
 
 
+def _in_effect_order(inbox: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    """Inbox requests as sayiir applies them: the start first (signals sent before the submit wait
+    for it), and of several cancel requests only the last (its reason and author win)."""
+    cancels = [sequence for sequence, request in inbox if request["type"] == "cancel"]
+    kept = [entry for entry in inbox if entry[1]["type"] != "cancel" or entry[0] == cancels[-1]]
+    return sorted(kept, key=lambda entry: entry[1]["type"] != "start")
+
+
 class Runner:
     """Runs one instance of ``workflow`` until it finishes or must wait."""
 
@@ -97,6 +105,7 @@ class Runner:
         self._pending: deque[DispatchTask] = deque()
         self._slot = InlineSlot(self.definition.name, instance_id, self.definition.metadata)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.last_traceback: str | None = None  # of the latest failed attempt, for TaskError messages
 
     # -- entry points ----------------------------------------------------------------------------
 
@@ -106,9 +115,10 @@ class Runner:
 
     def resume(self, snapshot: Snapshot) -> WorkflowStatus:
         if snapshot.definition_hash != self.definition.hash:
-            raise DefinitionError(
-                f"instance {self.instance_id!r} was started with definition {snapshot.definition_hash[:12]} "
-                f"of {snapshot.workflow!r}; this workflow is {self.definition.hash[:12]}"
+            raise WorkflowError(
+                f"Workflow definition mismatch: expected hash '{self.definition.hash}', found "
+                f"'{snapshot.definition_hash}' (instance {self.instance_id!r} was started with another version "
+                f"of {snapshot.workflow!r}; resume it with that one)"
             )
         lost: list[Event] = [
             TaskLost(path, attempt, "the previous run ended while this attempt was in flight")
@@ -133,7 +143,7 @@ class Runner:
                 if self.backend is not None:
                     inbox = self.backend.pending_inbox(self.instance_id)
                     if inbox:
-                        for sequence, request in inbox:
+                        for sequence, request in _in_effect_order(inbox):
                             snapshot = self._apply(snapshot, inbox_event(sequence, request))
                         self.backend.ack_inbox(self.instance_id, inbox[-1][0])
                         continue
@@ -189,6 +199,7 @@ class Runner:
             if result.timed_out:
                 return TaskTimedOut(command.path, command.attempt)
             if not result.ok:
+                self.last_traceback = result.traceback
                 return TaskFailed(command.path, command.attempt, result.error or "error")
             output = result.output
         else:  # the usual case: called right here, shown to get_task_context() by the run's slot
@@ -196,6 +207,7 @@ class Runner:
             try:
                 output = to_json(task(value))
             except Exception as error:
+                self.last_traceback = user_traceback(error)
                 return TaskFailed(command.path, command.attempt, describe(error))
             finally:
                 self._slot.leave()

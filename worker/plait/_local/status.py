@@ -24,12 +24,14 @@ def iso(seconds: float | None) -> str | None:
 
 class WorkflowStatus:
     """Where an instance stands: ``status`` is one of ``in_progress``, ``waiting``,
-    ``awaiting_signal``, ``paused``, ``completed``, ``failed``, ``cancelled``."""
+    ``awaiting_signal``, ``paused``, ``completed``, ``failed``, ``cancelled`` (and, on a cluster,
+    ``cancelling`` between a cancel request and the operator carrying it out)."""
 
     __slots__ = (
         "cancelled_by",
         "delay_id",
         "error",
+        "instance_id",
         "output",
         "paused_by",
         "reason",
@@ -37,6 +39,7 @@ class WorkflowStatus:
         "signal_name",
         "status",
         "wake_at",
+        "workflow_id",
     )
 
     def __init__(
@@ -63,11 +66,15 @@ class WorkflowStatus:
         self.delay_id = delay_id
         self.signal_id = signal_id
         self.signal_name = signal_name
+        # plait: which instance of which workflow (what WorkflowClient.list() needs to say)
+        self.instance_id: str | None = None
+        self.workflow_id: str | None = None
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> WorkflowStatus:
         """The status a snapshot stands for."""
         status = cls(snapshot.status, output=snapshot.output, error=snapshot.error)
+        status.instance_id, status.workflow_id = snapshot.instance_id, snapshot.workflow
         if snapshot.cancelled is not None and snapshot.status == st.CANCELLED:
             status.reason, status.cancelled_by = snapshot.cancelled.get("reason"), snapshot.cancelled.get("by")
         if snapshot.paused is not None and snapshot.status == st.PAUSED:

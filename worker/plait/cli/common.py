@@ -8,9 +8,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from plait._ids import instance_name
 from plait._kube.client import Kube
 from plait._kube.connection import Connection, load_connection
 from plait.errors import PlaitError
+
+
+def add_instance_argument(parser: argparse.ArgumentParser) -> None:
+    """The INSTANCE positional: an object name, or any instance id a client submitted (``Order_42``),
+    which becomes the object name derived from it."""
+    parser.add_argument(
+        "instance", metavar="INSTANCE", type=instance_name, help="WorkflowInstance name, or the instance id"
+    )
 
 
 def add_cluster_options(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:

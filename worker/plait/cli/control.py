@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
+from plait._client.objects import signal_body
 from plait._kube.client import JSON, Kube
-from plait._kube.models import (
-    API_VERSION,
-    CANCEL_ANNOTATION,
-    FINISHED_PHASES,
-    INSTANCES,
-    PAUSE_ANNOTATION,
-    SIGNALS,
-    object_name,
-)
-from plait.cli.common import CommandError, add_cluster_options, add_output_option, session
+from plait._kube.models import CANCEL_ANNOTATION, FINISHED_PHASES, INSTANCES, PAUSE_ANNOTATION, SIGNALS
+from plait.cli.common import CommandError, add_cluster_options, add_instance_argument, add_output_option, session
 from plait.cli.follow import follow, timed_out
 from plait.cli.format import clean, document, emit
 from plait.cli.inputs import parse_json
@@ -40,7 +32,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog='example:\n  plait signal order-a-1001 approval \'{"approved": true, "by": "alice"}\'',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    signal.add_argument("instance", metavar="INSTANCE", help="WorkflowInstance name")
+    add_instance_argument(signal)
     signal.add_argument("name", metavar="NAME", help="signal name, as in wait_for_signal(NAME)")
     signal.add_argument(
         "payload",
@@ -70,7 +62,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             f"(its value is the reason), like `kubectl annotate wfi INSTANCE plait.dev/{verb}=REASON`."
             + (" Undo it with `plait resume`." if verb == "pause" else " Cancelling cannot be undone."),
         )
-        parser.add_argument("instance", metavar="INSTANCE", help="WorkflowInstance name")
+        add_instance_argument(parser)
         parser.add_argument("--reason", default="", help="why (shown in status, conditions and Events)")
         parser.add_argument(
             "--wait",
@@ -86,21 +78,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="resume a paused instance",
         description="Remove the plait.dev/pause annotation; the instance goes on where it stopped.",
     )
-    resume.add_argument("instance", metavar="INSTANCE", help="WorkflowInstance name")
+    add_instance_argument(resume)
     add_cluster_options(resume)
     resume.set_defaults(handler=_resume)
-
-
-def signal_body(instance: str, name: str, payload: Any, object_name_: str | None = None) -> JSON:
-    metadata = (
-        {"name": object_name_} if object_name_ else {"generateName": f"{object_name(f'{instance}-{name}', 200)}-"}
-    )
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WorkflowSignal",
-        "metadata": metadata,
-        "spec": {"instance": instance, "name": name, "payload": payload},
-    }
 
 
 def _waited_signals(kube: Kube, namespace: str, instance: JSON) -> list[str] | None:

@@ -10,11 +10,13 @@ from typing import Any
 
 import jsonschema
 
+from plait._ids import INSTANCE_ID_ANNOTATION, instance_name
 from plait._kube.client import JSON, Kube
 from plait._kube.models import API_VERSION, FINISHED_PHASES, INSTANCES, object_name
 from plait.cli.common import (
     CommandError,
     add_cluster_options,
+    add_instance_argument,
     add_output_option,
     program,
     session,
@@ -47,7 +49,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="show an instance's phase, progress, timing and conditions",
         description="The status of one WorkflowInstance in a few lines. Exits 0 whatever the phase.",
     )
-    status.add_argument("instance", metavar="INSTANCE", help="WorkflowInstance name")
+    add_instance_argument(status)
     add_cluster_options(status)
     add_output_option(status, help="print status (without the internal checkpoint) as json or yaml")
     status.set_defaults(handler=_status)
@@ -59,7 +61,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         f"{EXIT_FAILED} failed or cancelled (the error goes to stderr), {EXIT_NOT_FINISHED} not finished yet "
         "(use --wait to wait for it).",
     )
-    result.add_argument("instance", metavar="INSTANCE", help="WorkflowInstance name")
+    add_instance_argument(result)
     add_cluster_options(result)
     add_output_option(result)
     result.add_argument("--wait", action="store_true", help="wait until the instance finishes")
@@ -94,7 +96,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "LeaseExpired, Succeeded, Failed, ...), its tasks and its signals, in time order. "
         "Task output goes to the worker's log, not here.",
     )
-    logs.add_argument("instance", metavar="INSTANCE", help="WorkflowInstance name")
+    add_instance_argument(logs)
     add_cluster_options(logs)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new Events until it finishes")
     add_output_option(logs)
@@ -122,7 +124,7 @@ def _register_submit(commands: argparse._SubParsersAction[argparse.ArgumentParse
     submit.add_argument("input", metavar="INPUT_JSON", nargs="?", default=None, help="the input (default: null)")
     submit.add_argument("-f", "--filename", metavar="FILE", help="a WorkflowInstance manifest ('-' for stdin)")
     naming = submit.add_mutually_exclusive_group()
-    naming.add_argument("--name", help="instance name, which is its id (default: WORKFLOW-<random>)")
+    naming.add_argument("--name", help="instance id (the object name, or derived from it; default: WORKFLOW-<random>)")
     naming.add_argument(
         "--generate-name",
         action="store_true",
@@ -156,7 +158,9 @@ def build_instance(args: argparse.Namespace) -> JSON:
             spec["input"] = parse_json(args.input, "INPUT_JSON")
     if args.name:
         metadata.pop("generateName", None)
-        metadata["name"] = args.name
+        metadata["name"] = instance_name(args.name)
+        if metadata["name"] != args.name:  # an id that is no object name: keep it, as the client does
+            metadata["annotations"] = {**(metadata.get("annotations") or {}), INSTANCE_ID_ANNOTATION: args.name}
     elif args.generate_name or not (metadata.get("name") or metadata.get("generateName")):
         base = metadata.pop("name", None) or object_name(spec["workflow"], 50)
         metadata["generateName"] = metadata.get("generateName") or f"{base}-"
@@ -238,7 +242,7 @@ def _register_get(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "(exit 0 if it succeeded, 1 if it failed or was cancelled): redrawn in place on a terminal, "
         "one line per change otherwise.",
     )
-    get.add_argument("instance", metavar="INSTANCE", help="WorkflowInstance name")
+    add_instance_argument(get)
     add_cluster_options(get)
     get.add_argument("-w", "--watch", action="store_true", help="follow it live until it finishes")
     get.add_argument(
