@@ -29,13 +29,18 @@ from plait import (
 )
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_name
 from plait._kube.client import Kube
-from plait._kube.models import WorkflowDefinition, WorkflowInstance, WorkflowSignal, WorkflowTask, parse_rfc3339
+from plait._kube.models import (
+    INSTANCES,
+    WorkflowDefinition,
+    WorkflowSignal,
+    WorkflowTask,
+    parse_rfc3339,
+)
 from plait._local.status import WorkflowStatus
 from tests.client import flows
 from tests.k8s.support import wait_for
 
 pytestmark = pytest.mark.cluster
-INSTANCES = WorkflowInstance.RESOURCE
 
 
 def wait_status(client: WorkflowClient, instance_id: str, *statuses: str, timeout: float = 30) -> WorkflowStatus:

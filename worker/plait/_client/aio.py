@@ -43,20 +43,17 @@ from plait._kube.models import (
     CANCEL_ANNOTATION,
     CANCELLED_BY_ANNOTATION,
     INSTANCE_UID_LABEL,
+    INSTANCES,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
-    WorkflowInstance,
-    WorkflowSignal,
-    WorkflowTask,
+    SIGNALS,
+    TASKS,
 )
 from plait._lifecycle import check_pause, check_unpause, missing, should_cancel, should_signal
 from plait._local.api import WorkflowClient, check_policy, check_workflow
 from plait._local.status import WorkflowStatus
 from plait.errors import BackendError, ClusterError, Conflict, InstanceAlreadyExistsError, NotFound
 
-INSTANCES = WorkflowInstance.RESOURCE
-SIGNALS = WorkflowSignal.RESOURCE
-TASKS = WorkflowTask.RESOURCE
 REPLACED_BY = "plait.dev/client"  # who cancels an instance that terminate_existing replaces
 
 
