@@ -7,6 +7,7 @@ On a cluster:     plait worker examples/etl.py   and   kubectl apply -f examples
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from plait import Flow, LoopResult, run_workflow, task
@@ -14,13 +15,21 @@ from plait import Flow, LoopResult, run_workflow, task
 
 @task
 def plan(job: dict[str, Any]) -> dict[str, Any]:
-    return {"source": job["source"], "pages": job.get("pages", 3), "page": 0, "rows": []}
+    # page_seconds: how long the (simulated) export API takes per page
+    return {
+        "source": job["source"],
+        "pages": job.get("pages", 3),
+        "page_seconds": job.get("page_seconds", 0),
+        "page": 0,
+        "rows": [],
+    }
 
 
 @task
 def extract_page(state: dict[str, Any]) -> LoopResult[dict[str, Any]]:
     """One page per iteration; the loop ends when every page is read."""
     page = state["page"]
+    time.sleep(state.get("page_seconds", 0))
     rows = [{"id": page * 10 + n, "value": (page + 1) * n} for n in range(3)]
     state = {**state, "page": page + 1, "rows": state["rows"] + rows}
     return LoopResult.done(state) if state["page"] >= state["pages"] else LoopResult.again(state)

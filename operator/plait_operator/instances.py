@@ -422,6 +422,7 @@ class InstanceActor:
         if CANCEL_ANNOTATION in (body["metadata"].get("annotations") or {}):
             await self._cancel_unstarted(body)
             return
+        self.host.instance_phase(self, workflow, "Pending")  # counted: PlaitInstancesPending
         await self._write_status_once(body, "DefinitionNotFound", message)
 
     async def _cancel_unstarted(self, body: JSON) -> None:

@@ -12,7 +12,7 @@ import logging
 import time
 
 from plait._kube.client import JSON, LEASES, AsyncKube
-from plait._kube.models import now_rfc3339
+from plait._kube.models import now_rfc3339, owned_by_this_pod
 from plait.errors import ClusterError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class LeaderElection:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name},
+                "metadata": {"name": self.name, "ownerReferences": owned_by_this_pod(self.namespace)},
                 "spec": self._spec(0, acquired=True),
             }
             try:
@@ -65,7 +65,8 @@ class LeaderElection:
                 return False
             log.info("leader lease %s/%s held by %s expired; taking over", self.namespace, self.name, holder)
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
-        patch = {"metadata": {"resourceVersion": rv}, "spec": self._spec(transitions, acquired=holder != self.identity)}
+        metadata = {"resourceVersion": rv, "ownerReferences": owned_by_this_pod(self.namespace)}
+        patch = {"metadata": metadata, "spec": self._spec(transitions, acquired=holder != self.identity)}
         try:
             await self.kube.patch(LEASES, self.name, patch, self.namespace)
         except Conflict:

@@ -85,6 +85,9 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
             namespaces=list(settings.namespaces),
             stop_flag=kopf_stop,
             ready_flag=kopf_ready,
+            # kopf's default identity asks the passwd database for the user, and the images' uid
+            # 65532 has no entry there
+            identity=settings.identity,  # type: ignore[arg-type]  # kopf's NewType of str, not exported
         )
     )
     waiters = {operator, asyncio.ensure_future(stop.wait())}

@@ -1,6 +1,7 @@
 """Where the control-plane binaries live, and how they get there.
 
-plait builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm from Go modules
+plait builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm, the node's kubelet,
+kube-scheduler and kube-proxy, and Prometheus with promtool from Go modules
 (``hack/build-binaries.sh``) into a cache directory keyed by their versions. The control plane,
 ``plait dev`` and the tests find them here; a source checkout builds what is missing.
 """
@@ -18,8 +19,12 @@ from plait.errors import PlaitError
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.8"
 HELM_VERSION = "v3.22.0"
+PROMETHEUS_VERSION = "v0.316.0"
 BINARIES_TAG = f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-helm-{HELM_VERSION}"
+PROMETHEUS_TAG = f"prometheus-{PROMETHEUS_VERSION}"
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+NODE_NAMES = ("kubelet", "kube-scheduler", "kube-proxy")
+PROMETHEUS_NAMES = ("prometheus", "promtool")
 
 
 class BinariesMissing(PlaitError):
@@ -28,14 +33,20 @@ class BinariesMissing(PlaitError):
 
 @dataclass(frozen=True)
 class Binaries:
+    """The Kubernetes binaries in ``directory``; Prometheus' (a version of its own) beside it."""
+
     directory: Path
+    names: tuple[str, ...] = NAMES
+    prometheus_directory: Path | None = None
 
     def path(self, name: str) -> Path:
+        if name in PROMETHEUS_NAMES and self.prometheus_directory is not None:
+            return self.prometheus_directory / name
         return self.directory / name
 
     @property
     def missing(self) -> list[str]:
-        return [name for name in NAMES if not os.access(self.path(name), os.X_OK)]
+        return [name for name in self.names if not os.access(self.path(name), os.X_OK)]
 
 
 def cache_dir() -> Path:
@@ -55,10 +66,15 @@ def build_script() -> Path | None:
     return None
 
 
-def find_binaries(*, build: bool = True) -> Binaries:
-    """The cached binaries; builds the missing ones from a source checkout when ``build``."""
+def find_binaries(*, build: bool = True, also: tuple[str, ...] = ()) -> Binaries:
+    """The control plane's cached binaries, and ``also`` these (of NODE_NAMES, PROMETHEUS_NAMES);
+    builds the missing ones from a source checkout when ``build``."""
     override = os.environ.get("PLAIT_BIN_DIR")
-    binaries = Binaries(Path(override) if override else cache_dir() / "bin" / BINARIES_TAG)
+    names = tuple(dict.fromkeys((*NAMES, *also)))
+    if override:
+        binaries = Binaries(Path(override), names)
+    else:
+        binaries = Binaries(cache_dir() / "bin" / BINARIES_TAG, names, cache_dir() / "bin" / PROMETHEUS_TAG)
     if not binaries.missing:
         return binaries
     script = build_script()
@@ -73,7 +89,8 @@ def find_binaries(*, build: bool = True) -> Binaries:
             "the Go toolchain is not on PATH; plait builds its local Kubernetes control plane "
             "from Go modules. Install Go >= 1.26 and try again."
         )
-    subprocess.run([str(script)], check=True, env={**os.environ, "PLAIT_CACHE_DIR": str(cache_dir())})
+    args = [str(script)] if set(also) - set(NAMES) else [str(script), "--control-plane"]
+    subprocess.run(args, check=True, env={**os.environ, "PLAIT_CACHE_DIR": str(cache_dir())})
     if binaries.missing:
         raise BinariesMissing(f"{script} finished but {', '.join(binaries.missing)} are still missing")
     return binaries

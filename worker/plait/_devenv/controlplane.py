@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 
 from plait._devenv.binaries import Binaries, find_binaries
-from plait._devenv.pki import write_pki
+from plait._devenv.pki import issue_apiserver_certificate, write_pki
 from plait.errors import PlaitError
 
 log = logging.getLogger(__name__)
@@ -55,16 +56,13 @@ class ProcessRecord:
     log: str
 
 
-@dataclass
-class PlaneState:
-    etcd_client_port: int
-    etcd_peer_port: int
-    apiserver_port: int
-    controller_manager_port: int
-    processes: list[ProcessRecord] = field(default_factory=list)
+class RecordedState:
+    r"""A dataclass kept as JSON in a file, its ``processes`` as :class:`ProcessRecord`\ s."""
+
+    processes: list[ProcessRecord]
 
     @classmethod
-    def load(cls, path: Path) -> PlaneState | None:
+    def load(cls, path: Path) -> Self | None:
         try:
             raw = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -74,8 +72,35 @@ class PlaneState:
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.write_text(json.dumps(asdict(self), indent=2))  # type: ignore[call-overload]
         tmp.replace(path)
+
+
+def spawn(command: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A process of the dev environment: logging to ``log_path``, in a session of its own (it
+    outlives `plait dev up`, and ^C in that shell does not reach it)."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+            env=env,
+        )
+
+
+@dataclass
+class PlaneState(RecordedState):
+    etcd_client_port: int
+    etcd_peer_port: int
+    apiserver_port: int
+    controller_manager_port: int
+    processes: list[ProcessRecord] = field(default_factory=list)
+    # set when the plane serves a real node: the API server listens on this address of the
+    # machine too (pods reach it there) and the controller manager runs every controller
+    node_ip: str | None = None
 
 
 def free_port() -> int:
@@ -128,9 +153,10 @@ class ControlPlane:
     is reused. ``stop()`` terminates exactly the processes recorded there.
     """
 
-    def __init__(self, directory: Path, binaries: Binaries | None = None) -> None:
+    def __init__(self, directory: Path, binaries: Binaries | None = None, *, node_ip: str | None = None) -> None:
         self.directory = directory.resolve()
         self._binaries = binaries
+        self.node_ip = node_ip
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- paths -------------------------------------------------------------------------------
@@ -173,6 +199,7 @@ class ControlPlane:
         state = self.state()
         return (
             state is not None
+            and state.node_ip == self.node_ip
             and len(state.processes) == 3
             and all(_alive(p) for p in state.processes)
             and self._ready(state.apiserver_port)
@@ -187,12 +214,15 @@ class ControlPlane:
         self.logs.mkdir(exist_ok=True)
         if not (self.pki / "sa.key").exists():
             write_pki(self.pki)
+        if self.node_ip is not None:
+            issue_apiserver_certificate(self.pki, [self.node_ip])
         previous = self.state()
         state = PlaneState(
             etcd_client_port=free_port(),
             etcd_peer_port=free_port(),
             apiserver_port=previous.apiserver_port if previous else free_port(),
             controller_manager_port=free_port(),
+            node_ip=self.node_ip,
         )
         if previous and not self._port_free(previous.apiserver_port):
             state.apiserver_port = free_port()
@@ -261,15 +291,7 @@ class ControlPlane:
     def _launch(self, state: PlaneState, name: str, args: list[str]) -> None:
         binary = str(self.binaries.path(name))
         log_path = self.logs / f"{name}.log"
-        with open(log_path, "ab") as log_file:
-            child = subprocess.Popen(
-                [binary, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # survives `plait dev up` returning; ^C does not reach it
-                cwd=self.directory,
-            )
+        child = spawn([binary, *args], log_path, self.directory)
         self._children[name] = child
         state.processes.append(ProcessRecord(name=name, pid=child.pid, binary=binary, log=str(log_path)))
         state.save(self.state_file)
@@ -305,10 +327,19 @@ class ControlPlane:
 
     def _apiserver_args(self, state: PlaneState) -> list[str]:
         pki = self.pki
+        if state.node_ip is None:
+            address = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"]
+        else:  # pods reach the API server at the machine's address; kubectl logs/exec reach the kubelet
+            address = [
+                "--bind-address=0.0.0.0",
+                f"--advertise-address={state.node_ip}",
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+            ]
         return [
             f"--etcd-servers=http://127.0.0.1:{state.etcd_client_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *address,
             f"--secure-port={state.apiserver_port}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -330,7 +361,9 @@ class ControlPlane:
             f"--kubeconfig={self.kubeconfig}",
             f"--authentication-kubeconfig={self.kubeconfig}",
             f"--authorization-kubeconfig={self.kubeconfig}",
-            f"--controllers={','.join(CONTROLLERS)}",
+            # a node runs Deployments, Services and PodDisruptionBudgets: every controller but node
+            # CIDR allocation (the node's CNI configuration assigns pod addresses)
+            f"--controllers={','.join(CONTROLLERS) if state.node_ip is None else '*,-nodeipam'}",
             f"--service-account-private-key-file={self.pki / 'sa.key'}",
             f"--root-ca-file={self.pki / 'ca.crt'}",
             "--use-service-account-credentials=false",

@@ -80,34 +80,53 @@ def write_pki(directory: Path) -> None:
     (directory / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(ca_key, directory / "ca.key")
 
-    def issue(stem: str, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> None:
-        key = _key()
-        builder = _builder(subject, ca_name, key.public_key()).add_extension(
-            x509.ExtendedKeyUsage([usage]), critical=False
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key, directory / f"{stem}.key")
-
-    issue(
-        "apiserver",
-        _name("kube-apiserver"),
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [
-            x509.DNSName("localhost"),
-            x509.DNSName("kubernetes"),
-            x509.DNSName("kubernetes.default"),
-            x509.DNSName("kubernetes.default.svc"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-        ],
+    _issue_apiserver(directory, ca_key, ca_name, [])
+    _issue(
+        directory, "admin", ca_key, ca_name, _name("plait-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, []
     )
-    issue("admin", _name("plait-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, [])
 
     sa_key = _key()
     _write_key(sa_key, directory / "sa.key")
     (directory / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
+
+
+def _issue(
+    directory: Path,
+    stem: str,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_name: x509.Name,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName],
+) -> None:
+    key = _key()
+    builder = _builder(subject, ca_name, key.public_key()).add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, directory / f"{stem}.key")
+
+
+def _issue_apiserver(
+    directory: Path, ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, addresses: list[str]
+) -> None:
+    names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+    ips = ["127.0.0.1", "10.0.0.1", *addresses]  # 10.0.0.1: the `kubernetes` Service pods use
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    _issue(directory, "apiserver", ca_key, ca_name, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+
+
+def issue_apiserver_certificate(directory: Path, addresses: list[str]) -> None:
+    """Re-issue the API server's certificate for ``addresses`` too, unless it already names them."""
+    current = x509.load_pem_x509_certificate((directory / "apiserver.crt").read_bytes())
+    named = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    if {ipaddress.ip_address(a) for a in addresses} <= set(named.get_values_for_type(x509.IPAddress)):
+        return
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca_name = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes()).subject
+    _issue_apiserver(directory, ca_key, ca_name, addresses)

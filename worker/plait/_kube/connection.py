@@ -47,7 +47,7 @@ class Connection:
         headers = {"Accept": "application/json", "User-Agent": "plait"}
         token = self.token_source() if self.token_source else None
         if token:
-            headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
+            headers["Authorization"] = f"Bearer {token}"
         if self.impersonate_user:
             headers["Impersonate-User"] = self.impersonate_user
         return headers
@@ -76,7 +76,11 @@ def _from_configuration(configuration: k8s_client.Configuration, namespace: str)
         if configuration.refresh_api_key_hook is not None:
             configuration.refresh_api_key_hook(configuration)
         value = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
-        return str(value) if value else None
+        if not value:
+            return None
+        # the bare token: the in-cluster loader stores "bearer <token>", a kubeconfig "Bearer <token>"
+        scheme, _, credentials = str(value).partition(" ")
+        return credentials if credentials and scheme.lower() == "bearer" else str(value)
 
     return Connection(
         server=configuration.host.rstrip("/"),

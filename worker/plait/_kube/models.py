@@ -8,6 +8,7 @@ versions survive a round trip.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypedDict
@@ -54,6 +55,19 @@ TASK_RESULT_PHASES = frozenset({"Succeeded", "Failed", "TimedOut", "Lost", "Rele
 
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]+")
 _NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def owned_by_this_pod(namespace: str) -> list[dict[str, Any]]:
+    """Owner references that make the garbage collector delete an object with the pod that made it.
+
+    For the Leases of a pod's own process (a worker's membership, the operator's leadership), so that
+    `helm uninstall` leaves none behind even when the pod's RBAC is gone before it shuts down. Empty
+    outside a pod, and when the object lives in another namespace (owners must share the namespace).
+    """
+    name, uid = os.environ.get("POD_NAME"), os.environ.get("POD_UID")
+    if not (name and uid) or os.environ.get("POD_NAMESPACE") != namespace:
+        return []
+    return [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]
 
 
 def label_value(text: str) -> str:

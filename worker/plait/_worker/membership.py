@@ -23,7 +23,7 @@ from typing import Any
 
 from plait._kube.client import JSON, LEASES, AsyncKube
 from plait._kube.informer import list_and_watch
-from plait._kube.models import now_rfc3339, object_name
+from plait._kube.models import now_rfc3339, object_name, owned_by_this_pod
 from plait.errors import ClusterError, NotFound
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ class Membership:
             "metadata": {
                 "name": self.name,
                 "labels": {WORKER_LABEL: "true"},
+                "ownerReferences": owned_by_this_pod(self.namespace),
                 "annotations": {SERVES_ANNOTATION: json.dumps(self.serves, separators=(",", ":"))},
             },
             "spec": {

@@ -7,7 +7,11 @@ units; labels are workflow, queue and outcome, never an instance or a task.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from plait._kube.models import label_value
 
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
@@ -48,3 +52,20 @@ class WorkerMetrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+
+    def prime(self, served: Iterable[tuple[str, str]]) -> None:
+        """Export zeros for every (workflow, queue) served before anything happens to it, so rates
+        and dashboards show 0 rather than no data (Prometheus' advice for known label values)."""
+        for workflow, queue in served:
+            labels = (workflow, label_value(queue))
+            for counter in (
+                self.claimed,
+                self.succeeded,
+                self.failed,
+                self.timed_out,
+                self.results_refused,
+                self.released,
+            ):
+                counter.labels(*labels)
+            self.claim_conflicts.labels(labels[1])
+            self.in_flight.labels(labels[1])

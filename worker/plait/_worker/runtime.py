@@ -319,7 +319,12 @@ class Worker:
                     return  # stopped because the claim is gone; nothing to report
                 raise
         outcome = "succeeded" if result.ok else ("timed_out" if result.timed_out else "failed")
-        self.metrics.duration.labels(*labels, outcome).observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        log.info(
+            "ran task=%s instance=%s step=%s attempt=%s outcome=%s seconds=%.3f",
+            held.name, spec["instance"], spec["step"], spec["attempt"], outcome, seconds,
+        )  # fmt: skip
+        self.metrics.duration.labels(*labels, outcome).observe(seconds)
         {"succeeded": self.metrics.succeeded, "failed": self.metrics.failed, "timed_out": self.metrics.timed_out}[
             outcome
         ].labels(*labels).inc()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 from plait._devenv.binaries import build_script
 from plait._devenv.controlplane import free_port
 from plait._devenv.dev import Component, DevEnvironment
+from plait._devenv.node import NODE_NAME
 from plait._kube.client import Kube
 from plait._kube.connection import load_connection
 from plait._kube.crds import all_crds
@@ -35,6 +38,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--worker", metavar="MODULE", default=None, help="what the worker serves (a module, file or directory)"
     )
     up.add_argument("--no-worker", action="store_true", help="start no worker")
+    up.add_argument(
+        "--node",
+        action="store_true",
+        help="add a real node (containerd, kubelet, kube-scheduler, kube-proxy) instead of the operator "
+        "and worker processes: `helm install plait charts/plait` then runs plait as pods. Linux, root; "
+        "build the images first with `make images`. `plait dev down` removes it and every trace on the host",
+    )
     up.set_defaults(handler=_up)
     down = actions.add_parser("down", help="stop every process `up` started; data stays for the next `up`")
     down.set_defaults(handler=_down)
@@ -46,6 +56,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _up(args: argparse.Namespace) -> int:
     environment = DevEnvironment(args.dir)
+    if args.node:
+        return _up_node(environment)
     components = [
         Component("plait-operator", ["operator", "--all-namespaces", "--metrics-port", str(free_port())]),
     ]
@@ -71,6 +83,16 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up_node(environment: DevEnvironment) -> int:
+    started = time.monotonic()
+    environment.up([], node=True)
+    print(f"control plane ready at {environment.plane.server}")
+    print(f"node {NODE_NAME} Ready in {time.monotonic() - started:.0f}s (logs in {environment.node.logs})")
+    print(f"kubeconfig: {environment.kubeconfig}")
+    print('next: eval "$(plait dev env)"; make images; helm install plait charts/plait -f examples/helm-values.yaml')
+    return 0
+
+
 def _examples() -> Path | None:
     script = build_script()
     candidate = script.parent.parent / "examples" if script is not None else None
@@ -78,7 +100,10 @@ def _examples() -> Path | None:
 
 
 def _down(args: argparse.Namespace) -> int:
-    DevEnvironment(args.dir).down()
+    leftovers = DevEnvironment(args.dir).down()
+    if leftovers:
+        print("stopped, but the host is not back as it was:", *leftovers, sep="\n  ", file=sys.stderr)
+        return 1
     print("stopped")
     return 0
 

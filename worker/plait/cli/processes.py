@@ -146,6 +146,7 @@ def _worker(args: argparse.Namespace) -> int:
         metrics = WorkerMetrics()
         async with AsyncKube(connection) as kube:
             worker = Worker(workflows, kube, settings, metrics)
+            metrics.prime((w.workflow_id, q) for w in workflows for q in w.definition.queues() if q in worker.queues)
             http = None if args.no_metrics else await serve(metrics.registry, lambda: worker.ready, args.metrics_port)
             log.info(
                 "worker %s serving %s on queues %s in namespace %s",
