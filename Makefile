@@ -1,13 +1,14 @@
 # plait: `make demo` runs the main job on a local control plane; `make test` runs every test.
-# Everything is installed by these targets: a virtualenv in .venv, the control-plane binaries
-# (built from Go modules, cached in ~/.cache/plait and reused when present).
+# Everything is installed by these targets: a virtualenv in .venv, the binaries (built from Go
+# modules), the node's Debian packages and the images (all cached in ~/.cache/plait, reused when
+# present).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install binaries test lint unit demo demo-down bench crds clean
+.PHONY: help install binaries node-deps images test lint unit demo demo-down bench crds clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -23,8 +24,14 @@ install: $(BIN)/.installed  ## create .venv and install plait with its test tool
 crds:  ## regenerate crds/ and the chart CRDs from the models
 	$(BIN)/python -m plait._kube.crds crds charts/plait/crds
 
-binaries:  ## build kube-apiserver, kube-controller-manager, kubectl, etcd and helm (cached)
+binaries:  ## build the control plane, the node's binaries, helm and Prometheus from Go modules (cached)
 	hack/build-binaries.sh
+
+node-deps:  ## install containerd, runc, the CNI plugins, iptables, buildah and mmdebstrap (Debian packages, root)
+	hack/install-node-deps.sh
+
+images: node-deps binaries  ## build the operator, worker and example images with buildah (cached), as the chart names them
+	hack/build-images.sh
 
 lint: install  ## ruff, mypy and the layer contracts (import-linter)
 	$(BIN)/ruff check worker operator tests bench examples
@@ -32,7 +39,7 @@ lint: install  ## ruff, mypy and the layer contracts (import-linter)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install binaries lint  ## the whole suite against a real control plane
+test: install binaries images lint  ## the whole suite: a real control plane, a real node, the chart's pods
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install  ## only the tests that need no cluster

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds the control-plane binaries plait's tests and `plait dev` run: kube-apiserver,
-# kube-controller-manager, kubectl and etcd (hack/kube) and helm (hack/helm), from the Go module
-# proxy with the local Go toolchain. Static builds, cached by version outside the repository;
-# a binary already in the cache is never rebuilt. Prints the cache directory on its last line.
+# Builds the binaries plait's tests and `plait dev` run, from the Go module proxy with the local Go
+# toolchain: the control plane (kube-apiserver, kube-controller-manager, kubectl, etcd: hack/kube;
+# helm: hack/helm), the node (kubelet, kube-scheduler, kube-proxy: hack/kube; the pause binary:
+# hack/pause) and Prometheus with promtool (hack/prometheus). Static builds, cached by version
+# outside the repository; a cached binary is rebuilt only when its build flags change. Prints the
+# control plane's cache directory on its last line.
 #
-#   hack/build-binaries.sh            build what is missing
-#   PLAIT_CACHE_DIR=/path ...         cache somewhere else (default: ~/.cache/plait)
+#   hack/build-binaries.sh                  build what is missing
+#   hack/build-binaries.sh --control-plane  only the control plane's binaries
+#   PLAIT_CACHE_DIR=/path ...               cache somewhere else (default: ~/.cache/plait)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,6 +16,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 cache="${PLAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/plait}"
 bin="$cache/bin/$PLAIT_BINARIES_TAG"
+prometheus_bin="$cache/bin/$PLAIT_PROMETHEUS_TAG"
+only_control_plane=false
+case "${1:-}" in
+  "") ;;
+  --control-plane) only_control_plane=true ;;
+  *) echo "usage: $0 [--control-plane]" >&2; exit 2 ;;
+esac
 
 if ! command -v go >/dev/null 2>&1; then
   echo "error: the Go toolchain is not on PATH; plait builds its Kubernetes control plane from Go modules." >&2
@@ -27,14 +37,16 @@ if ! go env GOSUMDB | grep -q off && ! timeout 5 bash -c 'exec 3<>/dev/tcp/sum.g
   echo "note: sum.golang.org is unreachable; verifying modules against the committed go.sum only" >&2
 fi
 
-mkdir -p "$bin"
-build() { # module-dir binary-name package
-  local dir="$1" name="$2" pkg="$3"
-  if [[ -x "$bin/$name" ]]; then return 0; fi
-  echo "building $name from $pkg (cached in $bin)" >&2
+mkdir -p "$bin" "$prometheus_bin"
+build() { # module-dir binary-name package ldflags [output-dir [tags]]
+  local dir="$1" name="$2" pkg="$3" flags="$4" out="${5:-$bin}" tags="${6:-}"
+  local stamp="$flags${tags:+ tags=$tags}"
+  if [[ -x "$out/$name" && "$(cat "$out/.$name.ldflags" 2>/dev/null)" == "$stamp" ]]; then return 0; fi
+  echo "building $name from $pkg (cached in $out)" >&2
   local start=$SECONDS
-  (cd "$here/$dir" && go build -ldflags "-s -w $4" -o "$bin/.$name.tmp" "$pkg")
-  mv "$bin/.$name.tmp" "$bin/$name"
+  (cd "$here/$dir" && go build ${tags:+-tags "$tags"} -ldflags "-s -w $flags" -o "$out/.$name.tmp" "$pkg")
+  mv "$out/.$name.tmp" "$out/$name"
+  printf '%s' "$stamp" >"$out/.$name.ldflags"
   echo "built $name in $((SECONDS - start))s" >&2
 }
 
@@ -44,5 +56,23 @@ build kube etcd go.etcd.io/etcd/server/v3 ""
 build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kver"
 build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$kver"
 build kube kubectl k8s.io/kubernetes/cmd/kubectl "$kver"
-build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+# helm's idea of the newest Kubernetes: without it `helm template` assumes v1.20 and refuses the
+# chart's kubeVersion
+hver="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+for pkg in chartutil lint/rules; do
+  hver+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$((kminor + 1))"
+done
+build helm helm helm.sh/helm/v3/cmd/helm "$hver"
+if ! $only_control_plane; then
+  build kube kubelet k8s.io/kubernetes/cmd/kubelet "$kver"
+  build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$kver"
+  build kube kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$kver"
+  build pause pause plait.dev/hack/pause ""
+  # v0.3xx.y is Prometheus 3.xx.y; only the Kubernetes service discovery is compiled in
+  pver="$(sed -E 's/^v0\.3([0-9]{2})\.([0-9]+)$/3.\1.\2/' <<<"$PROMETHEUS_VERSION")"
+  pflags="-X github.com/prometheus/common/version.Version=$pver -X github.com/prometheus/common/version.Branch=HEAD"
+  sd_tags="remove_all_sd,enable_kubernetes_sd"
+  build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus "$pflags" "$prometheus_bin" "$sd_tags"
+  build prometheus promtool github.com/prometheus/prometheus/cmd/promtool "$pflags" "$prometheus_bin" "$sd_tags"
+fi
 echo "$bin"

@@ -8,7 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from plait._devenv.binaries import BINARIES_TAG, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION
+from plait._devenv.binaries import (
+    BINARIES_TAG,
+    ETCD_VERSION,
+    HELM_VERSION,
+    KUBERNETES_VERSION,
+    PROMETHEUS_TAG,
+    PROMETHEUS_VERSION,
+)
 from plait._devenv.controlplane import PlaneState, _alive
 from plait._devenv.dev import DevEnvironment
 
@@ -78,5 +85,8 @@ def test_python_and_build_script_agree_on_versions() -> None:
     assert versions["ETCD_VERSION"] == ETCD_VERSION
     assert versions["HELM_VERSION"] == HELM_VERSION
     assert versions["PLAIT_BINARIES_TAG"] == BINARIES_TAG
+    assert versions["PROMETHEUS_VERSION"] == PROMETHEUS_VERSION
+    assert versions["PLAIT_PROMETHEUS_TAG"] == PROMETHEUS_TAG
     assert f"k8s.io/kubernetes {KUBERNETES_VERSION}" in (REPO / "hack" / "kube" / "go.mod").read_text()
     assert f"helm.sh/helm/v3 {HELM_VERSION}" in (REPO / "hack" / "helm" / "go.mod").read_text()
+    assert f"prometheus/prometheus {PROMETHEUS_VERSION}" in (REPO / "hack" / "prometheus" / "go.mod").read_text()

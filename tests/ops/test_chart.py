@@ -143,7 +143,7 @@ def test_default_values_render_an_operator_with_secure_defaults(tmp_path: Path) 
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
     downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
-    assert downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    assert downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_UID": "metadata.uid"}
     # optional monitoring objects are off by default
     assert not {"ServiceMonitor", "PrometheusRule", "ConfigMap"} & set(kinds(manifests))
 

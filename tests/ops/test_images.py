@@ -1,5 +1,6 @@
-"""The Dockerfiles, linted without a container engine: pinned bases, a non-root numeric user, `plait`
-as the entrypoint, and COPY sources that exist, matching what the chart runs."""
+"""The Dockerfiles, linted without a container engine: pinned bases (the default of the BASE build
+argument), a non-root numeric user, `plait` as the entrypoint, and COPY sources that exist, matching
+what the chart runs. tests/node builds and runs them."""
 
 from __future__ import annotations
 
@@ -39,13 +40,17 @@ def parse(path: Path) -> list[Stage]:
         r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
     )
     stages: list[Stage] = []
+    build_args: dict[str, str] = {}  # ARGs before the first FROM, at their defaults
     for line in text.splitlines():
         if not line.strip():
             continue
         keyword, _, argument = line.strip().partition(" ")
         keyword, argument = keyword.upper(), " ".join(argument.split())
-        if keyword == "FROM":
-            words = argument.split()
+        if keyword == "ARG" and not stages:
+            name, _, default = argument.partition("=")
+            build_args[name] = default
+        elif keyword == "FROM":
+            words = re.sub(r"\$\{(\w+)\}", lambda m: build_args[m.group(1)], argument).split()
             stages.append(Stage(words[0], words[2] if len(words) == 3 and words[1].upper() == "AS" else None))
         else:
             assert stages, f"{path}: {keyword} before FROM"
