@@ -101,4 +101,5 @@ if [[ "$what" == all ]]; then
   timed example image "example-$version" images/worker/example.Dockerfile "ghcr.io/plait-dev/plait-examples:$version" \
     "$(cat "$images/.worker.inputs")" examples images/worker/example-requirements.txt
 fi
+buildah rmi --prune >/dev/null 2>&1 || true # the images replaced by these builds
 echo "$images"

@@ -1,0 +1,76 @@
+"""The node tier's handle on its cluster: the control plane with a real node, helm and kubectl
+pointed at it, and the waits the tests share."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plait._devenv.binaries import find_binaries
+from plait._devenv.controlplane import ControlPlane
+from plait._devenv.node import Node
+from plait._kube.client import Kube, Resource
+from plait._kube.connection import load_connection
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "plait"
+RELEASE, NAMESPACE = "plait", "plait"
+PODS = Resource("", "v1", "pods", "Pod")
+WORKER_POOL = "plait-worker-examples"  # the Deployment of examples/helm-values.yaml's pool
+# helm keeps caches and settings in $HOME by default; the tests keep theirs apart
+_HELM_HOME = Path(tempfile.gettempdir()) / "plait-tests-helm"
+_HELM_ENV = {f"HELM_{kind}_HOME": str(_HELM_HOME / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
+
+
+@dataclass
+class NodeCluster:
+    plane: ControlPlane
+    node: Node
+
+    def run(self, tool: str, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **_HELM_ENV, "KUBECONFIG": str(self.plane.kubeconfig)}
+        command = [str(find_binaries().path(tool)), *args]
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=300, env=env, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}")
+        return result
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("helm", *args, check=check)
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", *args, stdin=stdin, check=check)
+
+    def kube(self) -> Kube:
+        return Kube(load_connection(self.plane.kubeconfig))
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        out = self.kubectl("-n", NAMESPACE, "get", "pods", "-l", selector, "-o", "json").stdout
+        items: list[dict[str, Any]] = json.loads(out)["items"]
+        return items
+
+    def ready_pods(self, selector: str) -> list[dict[str, Any]]:
+        return [p for p in self.pods(selector) if ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
