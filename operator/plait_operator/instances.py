@@ -381,7 +381,7 @@ class InstanceActor:
         for dispatch, task, was_created in zip(dispatches, bodies, created, strict=True):
             self.created.add(task["metadata"]["name"])
             if was_created:
-                host.metrics.steps_dispatched.labels(definition.name, label_value(dispatch.queue)).inc()
+                host.metrics.dispatched(definition.name, label_value(dispatch.queue))
 
     async def _finish_deletion(self, body: JSON, *, finished: bool) -> None:
         meta = body["metadata"]

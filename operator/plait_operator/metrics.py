@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric
 from prometheus_client.core import GaugeMetricFamily
 
+FAILURE_OUTCOMES = ("error", "timeout", "lost")
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -127,6 +128,21 @@ class OperatorMetrics:
             registry=r,
         )
         self.leader = Gauge("plait_operator_leader", "1 while this operator replica is the active one.", registry=r)
+        self._primed: set[tuple[str, str]] = set()
+
+    def dispatched(self, workflow: str, queue: str) -> None:
+        """A task attempt handed to workers. The first of a (workflow, queue) also exports zeros for
+        what may follow it, so rates and dashboards show 0 rather than no data (Prometheus' advice
+        for known label values)."""
+        self.steps_dispatched.labels(workflow, queue).inc()
+        if (workflow, queue) in self._primed:
+            return
+        self._primed.add((workflow, queue))
+        self.steps_completed.labels(workflow, queue)
+        self.steps_retried.labels(workflow, queue)
+        self.lease_expiries.labels(queue)
+        for outcome in FAILURE_OUTCOMES:
+            self.steps_failed.labels(workflow, queue, outcome)
 
 
 class ScheduleMetrics:
