@@ -34,12 +34,16 @@ class NodeCluster:
     plane: ControlPlane
     node: Node
 
-    def run(self, tool: str, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, tool: str, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **_HELM_ENV, "KUBECONFIG": str(self.plane.kubeconfig)}
         command = [str(find_binaries().path(tool)), *args]
         result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=300, env=env, check=False)
         if check and result.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}")
+            raise AssertionError(
+                f"{tool} {' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}"
+            )
         return result
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

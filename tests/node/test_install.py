@@ -69,4 +69,3 @@ def test_the_order_example_runs_through_the_pods(cluster: NodeCluster, release: 
     steps = {line.split(" step=")[1].split()[0] for line in ran}
     assert {"validate", "charge", "confirm", "summarize"} <= steps, logs[-2000:]
     assert all(line.startswith("[pod/plait-worker-examples-") for line in ran)
-

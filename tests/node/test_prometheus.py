@@ -55,14 +55,26 @@ def configuration(cluster: NodeCluster, directory: Path) -> Path:
             {
                 "role": "endpoints",
                 "api_server": cluster.plane.server,
-                "tls_config": {"ca_file": str(pki / "ca.crt"), "cert_file": str(pki / "admin.crt"), "key_file": str(pki / "admin.key")},
+                "tls_config": {
+                    "ca_file": str(pki / "ca.crt"),
+                    "cert_file": str(pki / "admin.crt"),
+                    "key_file": str(pki / "admin.key"),
+                },
                 "namespaces": {"names": [NAMESPACE]},
             }
         ],
         # what the chart's ServiceMonitor selects, and the target labels prometheus-operator adds
         "relabel_configs": [
-            {"source_labels": ["__meta_kubernetes_service_label_app_kubernetes_io_name"], "regex": "plait", "action": "keep"},
-            {"source_labels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"], "regex": RELEASE, "action": "keep"},
+            {
+                "source_labels": ["__meta_kubernetes_service_label_app_kubernetes_io_name"],
+                "regex": "plait",
+                "action": "keep",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+                "regex": RELEASE,
+                "action": "keep",
+            },
             {"source_labels": ["__meta_kubernetes_endpoint_port_name"], "regex": "metrics", "action": "keep"},
             {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
@@ -109,7 +121,9 @@ def _ready(client: Prometheus, process: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-def test_service_discovery_finds_the_operator_and_every_worker_pod(cluster: NodeCluster, prometheus: Prometheus) -> None:
+def test_service_discovery_finds_the_operator_and_every_worker_pod(
+    cluster: NodeCluster, prometheus: Prometheus
+) -> None:
     def targets_up() -> list[dict[str, Any]] | None:
         active = prometheus.get("/api/v1/targets", state="active")["activeTargets"]
         return active if len(active) == 3 and all(t["health"] == "up" for t in active) else None

@@ -9,8 +9,8 @@ import uuid
 from typing import Any
 
 import yaml
-
 from examples.etl import etl
+
 from plait import run_workflow
 from plait._kube.client import Kube
 from plait._kube.models import WorkflowInstance, WorkflowTask
@@ -35,7 +35,9 @@ def submit_etl(kube: Kube, prefix: str, count: int, **job: Any) -> list[str]:
 
 def phases(kube: Kube, names: list[str]) -> dict[str, str | None]:
     items = kube.list(WorkflowInstance.RESOURCE, NAMESPACE)["items"]
-    return {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items if i["metadata"]["name"] in names}
+    return {
+        i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items if i["metadata"]["name"] in names
+    }
 
 
 def tasks_of(kube: Kube, names: list[str]) -> list[dict[str, Any]]:
@@ -57,15 +59,21 @@ def test_helm_upgrade_rolls_the_pool_while_50_instances_run(cluster: NodeCluster
         values.write_text(yaml.safe_dump(pool))
         cluster.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values), "--wait", "--timeout", "180s")
         running_at_upgrade = list(phases(kube, names).values()).count("Succeeded") < 50
-        wait_for(lambda: all(p in ("Succeeded", "Failed") for p in phases(kube, names).values()), 240, "all 50 to finish")
-        finished = {i["metadata"]["name"]: i["status"] for i in kube.list(WorkflowInstance.RESOURCE, NAMESPACE)["items"]}
+        wait_for(
+            lambda: all(p in ("Succeeded", "Failed") for p in phases(kube, names).values()), 240, "all 50 to finish"
+        )
+        finished = {
+            i["metadata"]["name"]: i["status"] for i in kube.list(WorkflowInstance.RESOURCE, NAMESPACE)["items"]
+        }
         tasks = tasks_of(kube, names)
     assert running_at_upgrade, "the rollout must happen while instances run"
     for name in names:
         assert finished[name]["phase"] == "Succeeded", (name, finished[name])
         assert finished[name]["output"] == expected
     succeeded = collections.Counter(
-        (t["spec"]["instance"], t["spec"]["step"], t["spec"]["path"]) for t in tasks if t["status"]["phase"] == "Succeeded"
+        (t["spec"]["instance"], t["spec"]["step"], t["spec"]["path"])
+        for t in tasks
+        if t["status"]["phase"] == "Succeeded"
     )
     assert set(succeeded.values()) == {1}, "a step's result recorded twice"
     assert len(succeeded) == 50 * (1 + 5 + 2)  # plan, five pages, transform, load
@@ -80,12 +88,18 @@ def test_a_deleted_worker_pod_hands_its_task_back(cluster: NodeCluster, release:
         (name,) = submit_etl(kube, f"handback-{uuid.uuid4().hex[:4]}", 1, pages=1, page_seconds=30)
 
         def claimed_page() -> dict[str, Any] | None:
-            found = [t for t in tasks_of(kube, [name]) if t["spec"]["step"] != "plan" and (t.get("status") or {}).get("claim")]
+            found = [
+                t
+                for t in tasks_of(kube, [name])
+                if t["spec"]["step"] != "plan" and (t.get("status") or {}).get("claim")
+            ]
             return found[0] if found else None
 
         task = wait_for(claimed_page, 60, "the page task to be claimed")
         holder = task["status"]["claim"]["holder"]  # POD_NAME-pid-suffix
-        (holder_pod,) = [p["metadata"]["name"] for p in cluster.pods(WORKERS) if holder.startswith(p["metadata"]["name"])]
+        (holder_pod,) = [
+            p["metadata"]["name"] for p in cluster.pods(WORKERS) if holder.startswith(p["metadata"]["name"])
+        ]
         cluster.kubectl("-n", NAMESPACE, "delete", "pod", holder_pod, "--wait=false")
         wait_for(lambda: phases(kube, [name])[name] in ("Succeeded", "Failed"), 150, f"{name} to finish")
         attempts = sorted(

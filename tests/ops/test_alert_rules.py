@@ -40,7 +40,9 @@ def test_the_rule_files_load_in_prometheus(tmp_path: Path) -> None:
 def test_every_alert_fires_at_its_threshold_after_its_for(tmp_path: Path) -> None:
     rules = chart_rules(tmp_path)
     alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
-    tested = {test["alertname"] for case in yaml.safe_load(CASES.read_text())["tests"] for test in case["alert_rule_test"]}
+    tested = {
+        test["alertname"] for case in yaml.safe_load(CASES.read_text())["tests"] for test in case["alert_rule_test"]
+    }
     assert {a["alert"] for a in alerts} == tested, "every alert of the chart has promtool cases"
     for alert in alerts:  # the cases pin labels; the annotations' wording is the chart's business
         alert.pop("annotations")
