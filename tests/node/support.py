@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from plait._devenv.controlplane import ControlPlane
 from plait._devenv.node import Node
 from plait._kube.client import Kube, Resource
 from plait._kube.connection import load_connection
+from tests.k8s.support import wait_for as k8s_wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "plait"
@@ -70,11 +70,5 @@ def ready(pod: dict[str, Any]) -> bool:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """:func:`tests.k8s.support.wait_for`, polling at a pace that suits kubectl and pod start-up."""
+    return k8s_wait_for(predicate, timeout, interval, what)
