@@ -54,10 +54,11 @@ def test_kubectl_plait_works_through_the_plugin_mechanism(
     assert "list them with `kubectl plait list`" in missing.stderr
 
 
-def read_pty(process: subprocess.Popen[bytes], master: int, timeout: float) -> bytes:
-    chunks = []
+def read_pty(process: subprocess.Popen[bytes], master: int, timeout: float, until: bytes | None = None) -> bytes:
+    """What the child writes to its terminal for ``timeout`` seconds, or until it has written ``until``."""
+    chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (until and until in b"".join(chunks)):
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
@@ -93,7 +94,9 @@ def test_get_watch_redraws_a_live_tree_on_a_terminal(serve: Callable[..., Any], 
     )
     os.close(slave)
     try:
-        before = read_pty(process, master, 2.0)  # it ticks while it waits
+        # its first frame (however long the start takes), then a tick or two while it waits
+        before = read_pty(process, master, 30.0, until=b"\x1b[34mAwaitingSignal")
+        before += read_pty(process, master, 1.5)
         send_signal(kube, cli_ns, "live", "go", {"ok": True})
         after = read_pty(process, master, 30.0)
         assert process.wait(timeout=30) == 0
