@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,14 @@ from plait._kube.client import JSON
 from plait._kube.models import (
     DISPATCHED_AT_ANNOTATION,
     FINISHED_PHASES,
+    HELD_LABEL,
     TASK_RESULT_PHASES,
     label_value,
     parse_rfc3339,
 )
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
+from plait_operator.flowcontrol import InstanceGate, TaskGate
 from plait_operator.instances import InstanceActor, revision
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
@@ -73,6 +75,14 @@ class Controller:
         # At most this many instances reconcile at once: thousands of them waking together (a
         # restart, a burst of signals) queue here instead of flooding the API server.
         self.reconcile_slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
+        # Whether the task watch of a namespace has listed every task (set by plait_operator.main):
+        # until then the task gate lets nothing through there.
+        self.tasks_synced: Callable[[str], bool] = lambda namespace: False
+        self.instance_gate = InstanceGate(
+            store.list_instances, lambda namespace, name: self.actor(namespace, name).poke()
+        )
+        self.task_gate = TaskGate(store.lift_hold, lambda namespace: self.tasks_synced(namespace), metrics, self.spawn)
+        metrics.held_tasks.source = self.task_gate.held
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -143,6 +153,7 @@ class Controller:
     async def on_instance(self, event_type: str | None, body: JSON) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
+        self.instance_gate.observe(event_type, body)
         if event_type == "DELETED":
             actor = self.actors.pop(key, None)
             if actor is not None:
@@ -165,6 +176,7 @@ class Controller:
         namespace = meta["namespace"]
         key = (namespace, meta["name"])
         self._track_lease(event_type, key, body)
+        self.task_gate.observe(event_type, body)
         instance = (namespace, spec.get("instance", ""))
         actor = self.actors.get(instance)
         if (
@@ -279,8 +291,12 @@ class Controller:
         spec = body.get("spec") or {}
         queue = label_value(spec.get("queue", "default"))
         unclaimed = self.metrics.unclaimed
-        if event_type == "DELETED" or phase not in (None, "Pending"):
-            unclaimed.discard(key)
+        if (
+            event_type == "DELETED"
+            or phase not in (None, "Pending")
+            or HELD_LABEL in (body["metadata"].get("labels") or {})
+        ):
+            unclaimed.discard(key)  # held tasks are not for workers yet: they count in plait_tasks_held
         elif key not in unclaimed:
             created = body["metadata"].get("creationTimestamp")
             unclaimed.add(key, queue, parse_rfc3339(created) if created else time.time())

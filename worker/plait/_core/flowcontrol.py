@@ -47,9 +47,7 @@ class Concurrency:
             raise ValueError(f"Concurrency: max_runs must be a whole number >= 1, got {self.max_runs!r}")
         _check_key_path(self.key, "Concurrency")
         if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"Concurrency: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-            )
+            raise ValueError(f"Concurrency: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"maxRuns": self.max_runs, "strategy": self.strategy}

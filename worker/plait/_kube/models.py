@@ -53,7 +53,9 @@ def payload_size(value: Any) -> int:
     return len(encode(value))
 
 
-InstancePhase = Literal["Pending", "Queued", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled"]
+InstancePhase = Literal[
+    "Pending", "Queued", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled"
+]
 TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "TimedOut", "Lost", "Released", "Cancelled"]
 SignalPhase = Literal["Pending", "Delivered", "Buffered", "Rejected"]
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})

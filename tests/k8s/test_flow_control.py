@@ -1,0 +1,162 @@
+"""Flow control on the real control plane: instance concurrency (each strategy, keyed and not, FIFO,
+fairness between keys, exact across an operator crash), task concurrency and rate limits."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from plait._kube.client import CORE_EVENTS, Kube
+from plait._kube.models import DEFINITIONS, INSTANCES
+from tests.k8s.support import PlaitProcess, marks, submit, wait_for, wait_phase
+
+FLOWS = "tests.k8s.flowcontrol_flows"
+
+
+def serve(kube: Kube, namespace: str, start_worker: Callable[..., PlaitProcess]) -> None:
+    """A worker for the flows here, once it published them (instances then queue in arrival order)."""
+    start_worker(namespace, module=FLOWS)
+    wait_for(lambda: len(kube.list(DEFINITIONS, namespace)["items"]) >= 8, what="the definitions")
+
+
+def intervals(marks_dir: Path, instances: list[str], step: str = "hold") -> list[tuple[float, float, str]]:
+    """(start, end, instance) of every run of ``step`` the marks show."""
+    found = []
+    for name in instances:
+        lines = [line.split() for line in marks(marks_dir, name)]
+        starts = [float(line[4]) for line in lines if line[0] == f"{step}-start"]
+        ends = [float(line[4]) for line in lines if line[0] in (f"{step}-end", f"{step}-cancelled")]
+        found += [(start, end, name) for start, end in zip(starts, ends, strict=False)]
+    return sorted(found)
+
+
+def most_at_once(runs: list[tuple[float, float, str]]) -> int:
+    edges = sorted([(start, 1) for start, _, _ in runs] + [(end, -1) for _, end, _ in runs])
+    return max(itertools.accumulate(delta for _, delta in edges), default=0)
+
+
+def status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    return kube.get(INSTANCES, name, namespace).get("status") or {}
+
+
+def test_a_queue_runs_at_most_max_runs_first_in_first_out(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess], marks_dir: Path
+) -> None:
+    serve(kube, e2e, start_worker)
+    names = [f"q{i}" for i in range(5)]
+    for name in names:
+        submit(kube, e2e, name, "fc-queue", {"seconds": 1.5})
+        time.sleep(0.05)  # a distinct arrival order
+    wait_for(lambda: _started(marks_dir, names[:2]) == 2, what="two to run")
+
+    def positions() -> dict[str, Any] | None:
+        found = {name: (status(kube, e2e, name).get("concurrency") or {}).get("position") for name in names[2:]}
+        return found if all(status(kube, e2e, n).get("phase") == "Queued" for n in names[2:]) else None
+
+    queued = wait_for(positions, timeout=10, what="three to be Queued")
+    assert queued == {"q2": 1, "q3": 2, "q4": 3}
+    assert status(kube, e2e, "q4")["message"] == "queued at position 3 for one of 2 slot(s) of workflow 'fc-queue'"
+    for name in names:
+        wait_phase(kube, e2e, name, "Succeeded", timeout=60)
+    runs = intervals(marks_dir, names)
+    assert most_at_once(runs) == 2
+    assert [name for _, _, name in runs] == names  # first in, first out
+    assert "position" not in status(kube, e2e, "q4")["concurrency"]
+    events = kube.list(CORE_EVENTS, e2e, field_selector="involvedObject.name=q3")["items"]
+    assert "Queued" in [event["reason"] for event in events]
+
+
+def test_keys_have_their_own_slots_so_a_small_tenant_is_not_starved(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess], marks_dir: Path
+) -> None:
+    serve(kube, e2e, start_worker)
+    big = [f"big{i}" for i in range(8)]
+    small = [f"small{i}" for i in range(2)]
+    for name in big:
+        submit(kube, e2e, name, "fc-keyed", {"customer": "big", "seconds": 0.6})
+    for name in small:
+        submit(kube, e2e, name, "fc-keyed", {"customer": "small", "seconds": 0.6})
+    finished = {}
+    for name in small + big:
+        done = wait_phase(kube, e2e, name, "Succeeded", timeout=60)
+        finished[name] = done["status"]["finishedAt"]
+    assert max(finished[name] for name in small) < max(finished[name] for name in big)
+    assert most_at_once(intervals(marks_dir, big)) == 1
+    assert most_at_once(intervals(marks_dir, small)) == 1
+    assert status(kube, e2e, "big0")["concurrency"] == {"key": "big", "maxRuns": 1}
+
+
+def test_cancel_newest_refuses_the_newcomer_while_the_key_is_busy(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess], marks_dir: Path
+) -> None:
+    serve(kube, e2e, start_worker)
+    submit(kube, e2e, "first", "fc-newest", {"customer": "acme", "seconds": 3})
+    wait_for(lambda: _started(marks_dir, ["first"]) == 1, what="the first to run")
+    submit(kube, e2e, "second", "fc-newest", {"customer": "acme", "seconds": 0.1})
+    submit(kube, e2e, "other", "fc-newest", {"customer": "globex", "seconds": 0.1})
+    refused = wait_phase(kube, e2e, "second", "Cancelled", timeout=20)
+    assert refused["status"]["message"] == (
+        "cancelled: 1 of 1 slot(s) of workflow 'fc-newest' for key 'acme' are taken (strategy cancel_newest)"
+    )
+    assert wait_phase(kube, e2e, "other", "Succeeded", timeout=20)["status"]["output"] == "held globex"
+    assert wait_phase(kube, e2e, "first", "Succeeded", timeout=20)["status"]["output"] == "held acme"
+    assert marks(marks_dir, "second") == []
+
+
+def test_cancel_in_progress_makes_the_running_one_give_way(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess], marks_dir: Path
+) -> None:
+    serve(kube, e2e, start_worker)
+    submit(kube, e2e, "old", "fc-in-progress", {"customer": "acme", "seconds": 30})
+    wait_for(lambda: "hold-start" in str(marks(marks_dir, "old")), what="the old one to run")
+    submit(kube, e2e, "new", "fc-in-progress", {"customer": "acme", "seconds": 0.2})
+    cancelled = wait_phase(kube, e2e, "old", "Cancelled", timeout=20)
+    assert cancelled["status"]["message"] == (
+        "cancelled: superseded by new: workflow 'fc-in-progress' for key 'acme' runs at most 1 "
+        "(strategy cancel_in_progress)"
+    )
+    assert wait_phase(kube, e2e, "new", "Succeeded", timeout=20)["status"]["output"] == "held acme"
+    assert most_at_once(intervals(marks_dir, ["old", "new"])) == 1
+
+
+def test_an_input_without_the_key_is_rejected_clearly(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess]
+) -> None:
+    serve(kube, e2e, start_worker)
+    submit(kube, e2e, "nokey", "fc-keyed", {"client": "acme"})
+    failed = wait_phase(kube, e2e, "nokey", "Failed", timeout=20)
+    assert failed["status"]["error"] == (
+        "InvalidConcurrencyKey: spec.input has no field 'customer': workflow 'fc-keyed' limits its instances "
+        "per the value there (Flow(concurrency=Concurrency(..., key=...)))"
+    )
+
+
+def test_an_operator_crash_with_full_slots_admits_no_more_than_the_limit(
+    kube: Kube,
+    own: str,
+    start_operator: Callable[..., PlaitProcess],
+    start_worker: Callable[..., PlaitProcess],
+    marks_dir: Path,
+) -> None:
+    operator = start_operator("--namespace", own)
+    serve(kube, own, start_worker)
+    names = [f"c{i}" for i in range(6)]
+    for name in names:
+        submit(kube, own, name, "fc-queue", {"seconds": 2.5})
+        time.sleep(0.05)
+    wait_for(lambda: _started(marks_dir, names) == 2, timeout=30, what="two to run")
+    wait_for(lambda: all(status(kube, own, n).get("phase") == "Queued" for n in names[2:]), timeout=10)
+    operator.kill()  # slots full, four queued
+    start_operator("--namespace", own)
+    for name in names:
+        wait_phase(kube, own, name, "Succeeded", timeout=90)
+    runs = intervals(marks_dir, names)
+    assert len(runs) == 6 and most_at_once(runs) == 2
+    assert [name for _, _, name in runs] == names
+
+
+def _started(marks_dir: Path, names: list[str]) -> int:
+    return sum(1 for name in names if "hold-start" in str(marks(marks_dir, name)))
