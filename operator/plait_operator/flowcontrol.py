@@ -477,8 +477,10 @@ class TaskGate:
         if limits.rate is not None:
             # One token of room: a start the timer let through a little late does not push the
             # next ones back (the rate holds on average), and after a pause at most one is early.
-            due = self._next_start.get(limits.rate, 0.0)
-            self._next_start[limits.rate] = max(due, now - limits.interval / 2) + limits.interval
+            due = self._next_start.get(limits.rate)
+            self._next_start[limits.rate] = (
+                now if due is None else max(due, now - limits.interval / 2)
+            ) + limits.interval
 
     @staticmethod
     def _message(limits: TaskLimits, spec: JSON, reason: str) -> str:

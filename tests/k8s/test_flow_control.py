@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from plait._kube.client import CORE_EVENTS, Kube
-from plait._kube.models import DEFINITIONS, INSTANCES
+from plait._kube.models import (
+    ADMITTED_AT_ANNOTATION,
+    DEFINITIONS,
+    HELD_LABEL,
+    HELD_MESSAGE_ANNOTATION,
+    INSTANCES,
+    TASKS,
+    parse_rfc3339,
+)
+from plait.cli.steptree import step_rows
 from tests.k8s.support import PlaitProcess, marks, submit, wait_for, wait_phase
 
 FLOWS = "tests.k8s.flowcontrol_flows"
@@ -160,3 +169,82 @@ def test_an_operator_crash_with_full_slots_admits_no_more_than_the_limit(
 
 def _started(marks_dir: Path, names: list[str]) -> int:
     return sum(1 for name in names if "hold-start" in str(marks(marks_dir, name)))
+
+
+def held_tasks(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    return [t for t in kube.list(TASKS, namespace)["items"] if HELD_LABEL in (t["metadata"].get("labels") or {})]
+
+
+def test_task_concurrency_holds_attempts_back_with_the_reason_visible(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess], marks_dir: Path
+) -> None:
+    serve(kube, e2e, start_worker)
+    names = [f"t{i}" for i in range(5)]
+    for name in names:
+        submit(kube, e2e, name, "fc-task-concurrency", {"seconds": 1.0})
+    [held, *_] = wait_for(lambda: held_tasks(kube, e2e), timeout=20, what="a held task")
+    assert held["metadata"]["labels"][HELD_LABEL] == "Concurrency"
+    message = "waiting for one of 2 slot(s) of task 'scarce'"
+    assert held["metadata"]["annotations"][HELD_MESSAGE_ANNOTATION] == message
+    assert (held.get("status") or {}).get("phase") in (None, "Pending")
+    instance = kube.get(INSTANCES, held["spec"]["instance"], e2e)
+    [definition] = [d for d in kube.list(DEFINITIONS, e2e)["items"] if d["spec"]["workflow"] == "fc-task-concurrency"]
+    [row] = step_rows(definition["spec"], instance["status"], [held])
+    assert row.note == f"held: {message}"  # what `plait get` shows on the step
+    for name in names:
+        wait_phase(kube, e2e, name, "Succeeded", timeout=60)
+    assert most_at_once(intervals(marks_dir, names, "scarce")) == 2
+    assert held_tasks(kube, e2e) == []
+
+
+def test_task_concurrency_per_key(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess], marks_dir: Path
+) -> None:
+    serve(kube, e2e, start_worker)
+    names = {f"{customer}{i}": customer for customer in ("a", "b") for i in range(3)}
+    for name, customer in names.items():
+        submit(kube, e2e, name, "fc-task-keyed", {"customer": customer, "seconds": 0.6})
+    for name in names:
+        wait_phase(kube, e2e, name, "Succeeded", timeout=60)
+    for customer in ("a", "b"):
+        runs = intervals(marks_dir, [n for n, c in names.items() if c == customer], "keyed")
+        assert len(runs) == 3 and most_at_once(runs) == 1
+    assert most_at_once(intervals(marks_dir, list(names), "keyed")) == 2  # the keys do not wait for each other
+
+
+def test_a_rate_limit_holds_over_ten_seconds(
+    kube: Kube, e2e: str, start_worker: Callable[..., PlaitProcess], marks_dir: Path
+) -> None:
+    serve(kube, e2e, start_worker)
+    names = [f"r{i}" for i in range(125)]
+    for name in names:
+        submit(kube, e2e, name, "fc-rated", {})
+    wait_for(lambda: len(_calls(marks_dir, names)) == len(names), timeout=60, interval=0.5, what="every call")
+    # What the operator decides: when it let each task through (plait.dev/admitted-at).
+    admitted = sorted(
+        parse_rfc3339(t["metadata"]["annotations"][ADMITTED_AT_ANNOTATION]) for t in kube.list(TASKS, e2e)["items"]
+    )
+    # What a user sees: when workers started the calls (after the first two seconds, while 125
+    # instances are still being created and the pipeline fills).
+    calls = _calls(marks_dir, names)
+    steady = [at for at in calls if at >= calls[0] + 2]
+    counts = {
+        "admitted, first 10 s": _in_window(admitted, admitted[0]),
+        "admitted, busiest 10 s": max(_in_window(admitted, start) for start in admitted),
+        "started, first steady 10 s": _in_window(steady, steady[0]),
+        "started, busiest steady 10 s": max(_in_window(steady, start) for start in steady),
+        "started, busiest 10 s": max(_in_window(calls, start) for start in calls),
+    }
+    print(f"rate limit 10/s: {counts}")
+    assert all(90 <= count <= 110 for what, count in counts.items() if "steady" in what or "admitted" in what)
+    assert counts["admitted, busiest 10 s"] <= 102  # the limiter's own decisions: 100, plus a start made up
+
+
+def _in_window(times: list[float], start: float) -> int:
+    return sum(1 for at in times if start <= at < start + 10)
+
+
+def _calls(marks_dir: Path, names: list[str]) -> list[float]:
+    return sorted(
+        float(line.split()[4]) for name in names for line in marks(marks_dir, name) if line.startswith("call")
+    )
