@@ -22,6 +22,7 @@ from typing import Any
 from plait._core.definition import Definition
 from plait._core.events import TaskFailed, TaskLost, TaskSucceeded, TaskTimedOut
 from plait._core.snapshot import Snapshot
+from plait._kube import idempotency
 from plait._kube.client import JSON
 from plait._kube.models import (
     DISPATCHED_AT_ANNOTATION,
@@ -83,6 +84,9 @@ class Controller:
         )
         self.task_gate = TaskGate(store.lift_hold, lambda namespace: self.tasks_synced(namespace), metrics, self.spawn)
         metrics.held_tasks.source = self.task_gate.held
+        # Idempotency keys this process let an instance run for: (namespace, digest) -> (name, created).
+        # Two instances of one key reconciling at once cannot both pass.
+        self._keys: dict[tuple[str, str], tuple[str, float]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -163,6 +167,9 @@ class Controller:
                 timer.cancel()
             self._retired.pop(key, None)
             self._forget_phase(key)
+            for slot, (holder, _) in list(self._keys.items()):
+                if slot[0] == key[0] and holder == key[1]:
+                    del self._keys[slot]
             return
         retired = self._retired.get(key)
         if retired is not None:
@@ -202,6 +209,27 @@ class Controller:
 
     async def on_definition(self, event_type: str | None, body: JSON) -> None:
         self.catalog.observe(event_type or "ADDED", body)
+
+    async def first_with_key(self, body: JSON) -> str:
+        """The instance that runs for ``body``'s ``spec.idempotencyKey`` (``body`` itself if it is the first)."""
+        meta, key = body["metadata"], str(body["spec"]["idempotencyKey"])
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        window = self.settings.idempotency_window_seconds
+        now = time.time()
+        slot = (namespace, idempotency.digest(key))
+        claimed = self._keys.get(slot)
+        if claimed is not None and now - claimed[1] <= window:
+            return claimed[0]
+        listed = await self.store.list_instances(namespace, idempotency.selector(key))
+        others = [item for item in listed if item["metadata"]["name"] != name]
+        first = idempotency.first_with_key(others, key, now, window, decided=True)
+        if first is not None:
+            return str(first["metadata"]["name"])
+        if slot in self._keys and self._keys[slot] != claimed:
+            return self._keys[slot][0]  # another instance of the key got here while this one listed
+        created = meta.get("creationTimestamp")
+        self._keys[slot] = (name, parse_rfc3339(created) if created else now)
+        return name
 
     async def resolve_definition(self, namespace: str, workflow: str, pinned: str | None) -> Definition | None:
         """The definition a new instance gets. When the watch has not brought one (yet: a watch of

@@ -35,6 +35,7 @@ from plait._core.events import (
 from plait._core.flowcontrol import key_value
 from plait._core.frames import in_flight
 from plait._core.snapshot import Snapshot
+from plait._kube import idempotency
 from plait._kube.client import JSON
 from plait._kube.models import (
     ADMITTED_AT_ANNOTATION,
@@ -42,6 +43,7 @@ from plait._kube.models import (
     FINALIZER,
     HELD_LABEL,
     HELD_MESSAGE_ANNOTATION,
+    IDEMPOTENCY_LABEL,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
     TASK_RESULT_PHASES,
@@ -94,6 +96,9 @@ class Host(Protocol):
 
     async def resolve_definition(self, namespace: str, workflow: str, pinned: str | None) -> Definition | None:
         """The definition a new instance gets (asking the API server when the watch has not brought it)."""
+
+    async def first_with_key(self, body: JSON) -> str:
+        """The instance that runs for ``body``'s ``spec.idempotencyKey`` (its own name if it is the first)."""
 
     def retire(self, actor: InstanceActor, ttl_due: float | None) -> None:
         """The instance finished: drop the actor, delete the instance at ``ttl_due``."""
@@ -253,6 +258,9 @@ class InstanceActor:
             except InvalidInstance as invalid:
                 await self._reject(body, invalid)
                 return
+            if spec.get("idempotencyKey") and not await self._first_of_its_key(body):
+                return
+            body = self.body or body
             if definition.concurrency is not None and not await self._admitted(body, definition):
                 return
             if FINALIZER not in (meta.get("finalizers") or []):
@@ -373,6 +381,19 @@ class InstanceActor:
                     else "buffered until the workflow waits for it"
                 )
                 host.spawn(host.store.set_signal_status(self.namespace, name, phase, message))
+
+    async def _first_of_its_key(self, body: JSON) -> bool:
+        """``spec.idempotencyKey``: run only if no other instance runs (or ran) for this key within the
+        window; otherwise end at once, pointing at that one (``status.duplicateOf``)."""
+        key = body["spec"]["idempotencyKey"]
+        first = await self.host.first_with_key(body)
+        if first == self.name:
+            if (body["metadata"].get("labels") or {}).get(IDEMPOTENCY_LABEL) != idempotency.digest(key):
+                self.body = _slim(await self.host.store.add_label(body, IDEMPOTENCY_LABEL, idempotency.digest(key)))
+            return True
+        message = f"duplicate of {first}: it was submitted with the same idempotency key {key!r}"
+        await self._cancel_unstarted(body, message, "Duplicate", duplicate_of=first)
+        return False
 
     async def _admitted(self, body: JSON, definition: Definition) -> bool:
         """``Flow(concurrency=...)``: may the instance start now? If not, it waits ``Queued`` (or is
@@ -524,7 +545,9 @@ class InstanceActor:
             return
         await self._write_status_once(body, "DefinitionNotFound", message)
 
-    async def _cancel_unstarted(self, body: JSON, message: str | None = None, event: str = "Cancelled") -> None:
+    async def _cancel_unstarted(
+        self, body: JSON, message: str | None = None, event: str = "Cancelled", duplicate_of: str | None = None
+    ) -> None:
         """Cancelled before it started (no worker published its workflow yet, it was queued, or its
         concurrency strategy refused it): it ends without a step."""
         status = body.get("status") or {}
@@ -542,6 +565,8 @@ class InstanceActor:
                 [condition(status.get("conditions"), "Completed", "True", "Cancelled", message, generation)],
             ),
         }
+        if duplicate_of is not None:
+            update["duplicateOf"] = duplicate_of
         self.body = await self.host.store.write_status(body, update)
         await self.host.store.post_event(body, event, message, warning=event != "Cancelled")
         self.host.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Cancelled")

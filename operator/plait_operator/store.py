@@ -135,10 +135,15 @@ class Store:
         except NotFound:
             return None
 
-    async def list_instances(self, namespace: str) -> list[JSON]:
-        listed = await self.kube.list(INSTANCES, namespace)
+    async def list_instances(self, namespace: str, label_selector: str | None = None) -> list[JSON]:
+        listed = await self.kube.list(INSTANCES, namespace, label_selector=label_selector)
         items: list[JSON] = listed.get("items") or []
         return items
+
+    async def add_label(self, instance: JSON, key: str, value: str) -> JSON:
+        meta = instance["metadata"]
+        patch = {"metadata": {"labels": {key: value}, "resourceVersion": meta["resourceVersion"]}}
+        return await self.kube.patch(INSTANCES, meta["name"], patch, meta["namespace"])
 
     async def request_cancel(self, namespace: str, name: str, reason: str) -> None:
         """Ask an instance to cancel itself, as a user would (its own reconcile carries it out)."""

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from plait import KubernetesBackend, WorkflowClient
+from plait._devenv.controlplane import ControlPlane
 from plait._kube.client import CORE_EVENTS, Kube
 from plait._kube.models import (
     ADMITTED_AT_ANNOTATION,
@@ -20,9 +22,10 @@ from plait._kube.models import (
     parse_rfc3339,
 )
 from plait.cli.steptree import step_rows
+from tests.k8s import flowcontrol_flows
 from tests.k8s.support import PlaitProcess, marks, submit, wait_for, wait_phase
 
-FLOWS = "tests.k8s.flowcontrol_flows"
+FLOWS = "tests.k8s.flowcontrol_flows"  # what the workers serve; the client submits the same flows
 
 
 def serve(kube: Kube, namespace: str, start_worker: Callable[..., PlaitProcess]) -> None:
@@ -248,3 +251,30 @@ def _calls(marks_dir: Path, names: list[str]) -> list[float]:
     return sorted(
         float(line.split()[4]) for name in names for line in marks(marks_dir, name) if line.startswith("call")
     )
+
+
+def test_an_idempotency_key_runs_once_and_the_duplicate_points_at_the_first(
+    kube: Kube, e2e: str, control_plane: ControlPlane, start_worker: Callable[..., PlaitProcess], marks_dir: Path
+) -> None:
+    serve(kube, e2e, start_worker)
+    # kubectl users: two manifests with the same key
+    submit(kube, e2e, "pay-1", "fc-queue", {"seconds": 0.2}, idempotencyKey="invoice-42")
+    submit(kube, e2e, "pay-2", "fc-queue", {"seconds": 0.2}, idempotencyKey="invoice-42")
+    duplicate = wait_phase(kube, e2e, "pay-2", "Cancelled", timeout=30)
+    assert duplicate["status"]["duplicateOf"] == "pay-1"
+    assert duplicate["status"]["message"] == (
+        "duplicate of pay-1: it was submitted with the same idempotency key 'invoice-42'"
+    )
+    assert wait_phase(kube, e2e, "pay-1", "Succeeded", timeout=30)["status"]["output"] == "held -"
+    assert marks(marks_dir, "pay-2") == []
+    events = kube.list(CORE_EVENTS, e2e, field_selector="involvedObject.name=pay-2")["items"]
+    assert "Duplicate" in [event["reason"] for event in events]
+    # the client: a second submit with the key returns the first and creates nothing
+    with WorkflowClient(KubernetesBackend(e2e, kubeconfig=str(control_plane.kubeconfig))) as client:  # type: ignore[attr-defined]
+        first = client.submit(flowcontrol_flows.queued, "order-1", {"seconds": 0.1}, idempotency_key="order-7")
+        again = client.submit(flowcontrol_flows.queued, "order-2", {"seconds": 0.1}, idempotency_key="order-7")
+        assert again.instance_id == first.instance_id == "order-1"
+        assert client.wait("order-1", timeout=30).is_completed()
+    assert [i["metadata"]["name"] for i in kube.list(INSTANCES, e2e)["items"] if "order" in i["metadata"]["name"]] == [
+        "order-1"
+    ]
