@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -368,6 +369,7 @@ class TaskGate:
         self._running: dict[Group, set[str]] = {}
         self._next_start: dict[Group, float] = {}  # rate group -> earliest time of the next start
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}  # (namespace, task) -> next pump
+        self._waiting: Counter[tuple[str, str]] = Counter()  # (namespace, task) -> held tasks
 
     # -- what the watch says -------------------------------------------------------------------------
 
@@ -393,11 +395,20 @@ class TaskGate:
                 self._hold(key, spec, limits, parse_rfc3339(created) if created else self._clock(), labels[HELD_LABEL])
                 self._pump(namespace, limits.task)
             return
-        self._held.pop(key, None)
+        self._unhold(key)
         admitted_at = (meta.get("annotations") or {}).get(ADMITTED_AT_ANNOTATION)
         self._occupy(key, limits, parse_rfc3339(admitted_at) if admitted_at else None)
 
+    def _unhold(self, key: tuple[str, str]) -> None:
+        held = self._held.pop(key, None)
+        if held is not None:
+            self._waiting[(held.namespace, held.task)] -= 1
+            if self._waiting[(held.namespace, held.task)] <= 0:
+                del self._waiting[(held.namespace, held.task)]
+
     def _hold(self, key: tuple[str, str], spec: JSON, limits: TaskLimits, since: float, reason: str) -> None:
+        if key not in self._held:
+            self._waiting[(key[0], limits.task)] += 1
         self._held[key] = _Held(
             key[1],
             key[0],
@@ -422,7 +433,7 @@ class TaskGate:
                 self._next_start[limits.rate] = due
 
     def _finished(self, key: tuple[str, str], limits: TaskLimits) -> None:
-        self._held.pop(key, None)
+        self._unhold(key)
         if key in self._slots:
             group = self._slots.pop(key)
             if group is not None:
@@ -451,9 +462,12 @@ class TaskGate:
         if not self._synced(namespace):
             blocked = blocked or "Concurrency"  # not every task is known yet: every limited one waits
             self._schedule(namespace, limits.task, 0.5)
-        elif blocked is None:
+        elif blocked is None and not self._waiting[(namespace, limits.task)]:
             self._start(key, limits, now)
             return True, "", ""
+        elif blocked is None:  # others wait for this task: in line with them, best first
+            blocked = "Concurrency" if limits.concurrency is not None else "RateLimit"
+            self._schedule(namespace, limits.task, 0.05)  # once it exists
         elif blocked == "RateLimit" and limits.rate is not None:
             self._schedule(namespace, limits.task, max(0.0, self._next_start[limits.rate] - now))
         self._hold(key, spec, limits, now, blocked)
@@ -525,7 +539,7 @@ class TaskGate:
             if blocked is not None:
                 continue
             key = (held.namespace, held.name)
-            del self._held[key]
+            self._unhold(key)
             self._start(key, limits, now)
             self._metrics.task_held_seconds.labels(held.workflow, held.reason).observe(max(0.0, now - held.since))
             self._spawn(self._let_through(key, limits))

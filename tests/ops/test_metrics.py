@@ -197,5 +197,7 @@ def test_flow_control_metrics_count_queued_instances_and_held_tasks(
     assert after.value("plait_instances", workflow="fc-queue", phase="Queued") == 0
     assert after.value("plait_tasks_held", workflow="fc-task-concurrency") == 0
     assert after.value("plait_instance_queued_seconds_count", workflow="fc-queue") == 4
-    assert after.value("plait_instance_queued_seconds_sum", workflow="fc-queue") >= 3  # two waited about a run each (2 s)
+    assert (
+        after.value("plait_instance_queued_seconds_sum", workflow="fc-queue") >= 3
+    )  # two waited about a run each (2 s)
     assert after.value("plait_task_held_seconds_count", workflow="fc-task-concurrency", reason="Concurrency") == 2
