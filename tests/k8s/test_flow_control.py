@@ -170,8 +170,8 @@ def test_an_operator_crash_with_full_slots_admits_no_more_than_the_limit(
     assert [name for _, _, name in runs] == names
 
 
-def _started(marks_dir: Path, names: list[str]) -> int:
-    return sum(1 for name in names if "hold-start" in str(marks(marks_dir, name)))
+def _started(marks_dir: Path, names: list[str], step: str = "hold") -> int:
+    return sum(1 for name in names if f"{step}-start" in str(marks(marks_dir, name)))
 
 
 def held_tasks(kube: Kube, namespace: str) -> list[dict[str, Any]]:
@@ -198,6 +198,28 @@ def test_task_concurrency_holds_attempts_back_with_the_reason_visible(
         wait_phase(kube, e2e, name, "Succeeded", timeout=60)
     assert most_at_once(intervals(marks_dir, names, "scarce")) == 2
     assert held_tasks(kube, e2e) == []
+
+
+def test_an_operator_crash_with_task_slots_full_lets_no_more_through(
+    kube: Kube,
+    own: str,
+    start_operator: Callable[..., PlaitProcess],
+    start_worker: Callable[..., PlaitProcess],
+    marks_dir: Path,
+) -> None:
+    operator = start_operator("--namespace", own)
+    serve(kube, own, start_worker)
+    names = [f"s{i}" for i in range(5)]
+    for name in names:
+        submit(kube, own, name, "fc-task-concurrency", {"seconds": 2.5})
+    wait_for(lambda: _started(marks_dir, names, "scarce") == 2, timeout=30, what="two to run")
+    wait_for(lambda: len(held_tasks(kube, own)) == 3, timeout=10, what="three held tasks")
+    operator.kill()  # both slots taken, three tasks held
+    start_operator("--namespace", own)
+    for name in names:
+        wait_phase(kube, own, name, "Succeeded", timeout=90)
+    runs = intervals(marks_dir, names, "scarce")
+    assert len(runs) == 5 and most_at_once(runs) == 2
 
 
 def test_task_concurrency_per_key(
