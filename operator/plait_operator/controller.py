@@ -87,6 +87,7 @@ class Controller:
         # Idempotency keys this process let an instance run for: (namespace, digest) -> (name, created).
         # Two instances of one key reconciling at once cannot both pass.
         self._keys: dict[tuple[str, str], tuple[str, float]] = {}
+        self._key_of: dict[tuple[str, str], tuple[str, str]] = {}  # (namespace, name) -> its entry in _keys
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -167,9 +168,9 @@ class Controller:
                 timer.cancel()
             self._retired.pop(key, None)
             self._forget_phase(key)
-            for slot, (holder, _) in list(self._keys.items()):
-                if slot[0] == key[0] and holder == key[1]:
-                    del self._keys[slot]
+            slot = self._key_of.pop(key, None)
+            if slot is not None and self._keys.get(slot, ("",))[0] == key[1]:
+                del self._keys[slot]
             return
         retired = self._retired.get(key)
         if retired is not None:
@@ -229,6 +230,7 @@ class Controller:
             return self._keys[slot][0]  # another instance of the key got here while this one listed
         created = meta.get("creationTimestamp")
         self._keys[slot] = (name, parse_rfc3339(created) if created else now)
+        self._key_of[(namespace, name)] = slot
         return name
 
     async def resolve_definition(self, namespace: str, workflow: str, pinned: str | None) -> Definition | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,7 +256,7 @@ class InstanceGate:
         victims: list[str] = []
         first_time = member is None
         fresh = self._fresh.get((namespace, workflow), {})
-        fresh.pop(name, None)
+        was_fresh = fresh.pop(name, None) is not None
         if member is None:
             waiting_before = self._waiting(group) if entry is not None else []
             running = len(entry.running) if entry is not None else 0
@@ -276,6 +275,8 @@ class InstanceGate:
         position = waiting.index(name) if name in waiting else len(waiting)
         if fresh:  # older ones the watch showed, not asking yet
             position += sum(1 for other, at in fresh.items() if (at, other) < member.order(name))
+        if was_fresh:
+            self._fresh_left(namespace, workflow)  # the ones it kept waiting may go now
         if position < free:
             self._add((namespace, name), group, concurrency.max_runs, True, created, None)
             if not first_time:
@@ -296,12 +297,6 @@ class InstanceGate:
         for name in victims:
             self._members[(namespace, name)].cancelling = True
         return victims
-
-    def queued(self) -> Iterable[tuple[str, str]]:
-        """(namespace, workflow) of every queued instance (for the metrics)."""
-        for group, entry in list(self._groups.items()):
-            for _ in entry.queued:
-                yield group[0], group[1]
 
 
 # -- tasks --------------------------------------------------------------------------------------------
@@ -369,7 +364,7 @@ class TaskGate:
         self._running: dict[Group, set[str]] = {}
         self._next_start: dict[Group, float] = {}  # rate group -> earliest time of the next start
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}  # (namespace, task) -> next pump
-        self._waiting: Counter[tuple[str, str]] = Counter()  # (namespace, task) -> held tasks
+        self._queues: dict[tuple[str, str], set[str]] = {}  # (namespace, task) -> its held tasks
 
     # -- what the watch says -------------------------------------------------------------------------
 
@@ -402,13 +397,13 @@ class TaskGate:
     def _unhold(self, key: tuple[str, str]) -> None:
         held = self._held.pop(key, None)
         if held is not None:
-            self._waiting[(held.namespace, held.task)] -= 1
-            if self._waiting[(held.namespace, held.task)] <= 0:
-                del self._waiting[(held.namespace, held.task)]
+            queue = self._queues[(held.namespace, held.task)]
+            queue.discard(held.name)
+            if not queue:
+                del self._queues[(held.namespace, held.task)]
 
     def _hold(self, key: tuple[str, str], spec: JSON, limits: TaskLimits, since: float, reason: str) -> None:
-        if key not in self._held:
-            self._waiting[(key[0], limits.task)] += 1
+        self._queues.setdefault((key[0], limits.task), set()).add(key[1])
         self._held[key] = _Held(
             key[1],
             key[0],
@@ -462,7 +457,7 @@ class TaskGate:
         if not self._synced(namespace):
             blocked = blocked or "Concurrency"  # not every task is known yet: every limited one waits
             self._schedule(namespace, limits.task, 0.5)
-        elif blocked is None and not self._waiting[(namespace, limits.task)]:
+        elif blocked is None and (namespace, limits.task) not in self._queues:
             self._start(key, limits, now)
             return True, "", ""
         elif blocked is None:  # others wait for this task: in line with them, best first
@@ -525,7 +520,7 @@ class TaskGate:
             self._schedule(namespace, task, 0.5)
             return
         now = self._clock()
-        candidates = [held for held in self._held.values() if held.namespace == namespace and held.task == task]
+        candidates = [self._held[(namespace, name)] for name in self._queues.get((namespace, task), ())]
         candidates.sort(
             key=lambda held: (held.priority - int((now - held.since) / AGING_SECONDS), held.since, held.name)
         )

@@ -417,7 +417,8 @@ class InstanceActor:
         await host.instance_gate.ready(self.namespace)
         decision, victims = host.instance_gate.admit(body, definition.name, concurrency, key)
         for victim in victims:
-            why = f"superseded by {self.name}: {describe('workflow', definition.name, key)} runs at most {concurrency.max_runs} (strategy cancel_in_progress)"
+            what = describe("workflow", definition.name, key)
+            why = f"superseded by {self.name}: {what} runs at most {concurrency.max_runs} (strategy cancel_in_progress)"
             host.spawn(host.store.request_cancel(self.namespace, victim, why))
         if isinstance(decision, Admitted):
             host.metrics.instance_queued_seconds.labels(definition.name).observe(decision.queued_seconds)
