@@ -150,7 +150,8 @@ class InstanceGate:
             seen[meta["name"]] = _revision(body)
         workflow = (body.get("spec") or {}).get("workflow", "")
         fresh = self._fresh.setdefault((meta["namespace"], workflow), {})
-        if event_type != "DELETED" and not body.get("status") and "deletionTimestamp" not in meta:
+        new = not body.get("status") and (meta["namespace"], meta["name"]) not in self._members
+        if event_type != "DELETED" and new and "deletionTimestamp" not in meta:
             fresh.setdefault(meta["name"], meta.get("creationTimestamp", ""))
         elif fresh.pop(meta["name"], None) is not None:
             self._fresh_left(meta["namespace"], workflow)

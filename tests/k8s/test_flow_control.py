@@ -67,16 +67,16 @@ def test_a_queue_runs_at_most_max_runs_first_in_first_out(
     serve(kube, e2e, start_worker)
     names = [f"q{i}" for i in range(5)]
     for name in names:
-        submit(kube, e2e, name, "fc-queue", {"seconds": 1.5})
+        submit(kube, e2e, name, "fc-queue", {"seconds": 3})
         time.sleep(0.05)  # a distinct arrival order
     wait_for(lambda: _started(marks_dir, names[:2]) == 2, what="two to run")
 
-    def positions() -> dict[str, Any] | None:
-        found = {name: (status(kube, e2e, name).get("concurrency") or {}).get("position") for name in names[2:]}
-        return found if all(status(kube, e2e, n).get("phase") == "Queued" for n in names[2:]) else None
+    def positions() -> dict[str, Any]:
+        return {name: (status(kube, e2e, name).get("concurrency") or {}).get("position") for name in names[2:]}
 
-    queued = wait_for(positions, timeout=10, what="three to be Queued")
-    assert queued == {"q2": 1, "q3": 2, "q4": 3}
+    # kept current within a second while they wait
+    wait_for(lambda: positions() == {"q2": 1, "q3": 2, "q4": 3}, timeout=2.5, what="positions 1, 2, 3")
+    assert all(status(kube, e2e, name)["phase"] == "Queued" for name in names[2:])
     assert status(kube, e2e, "q4")["message"] == "queued at position 3 for one of 2 slot(s) of workflow 'fc-queue'"
     for name in names:
         wait_phase(kube, e2e, name, "Succeeded", timeout=60)

@@ -118,6 +118,17 @@ async def test_a_new_instance_the_watch_showed_first_keeps_its_place() -> None:
     assert isinstance(world.admit("early", limit)[0], Admitted)
 
 
+async def test_an_admitted_instance_is_no_newcomer_again_before_its_status() -> None:
+    world = Instances()
+    await world.gate.ready(NS)
+    world.gate.observe("ADDED", instance("early"))
+    world.gate.observe("ADDED", instance("late"))
+    limit = Concurrency(2)
+    assert isinstance(world.admit("early", limit)[0], Admitted)
+    world.gate.observe("MODIFIED", instance("early", rv=2))  # its finalizer, written before its status
+    assert isinstance(world.admit("late", limit)[0], Admitted)
+
+
 def task(
     name: str, *, held: str | None = None, phase: str | None = None, admitted: float | None = None, **control: Any
 ) -> dict[str, Any]:
