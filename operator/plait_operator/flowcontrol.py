@@ -70,7 +70,6 @@ class Admitted:
 class Queued:
     position: int
     queued_at: float
-    first_time: bool  # queued by this very request
 
 
 @dataclass(frozen=True)
@@ -283,7 +282,7 @@ class InstanceGate:
             if not first_time:
                 self._moved(group)  # the ones behind it moved up
             return Admitted(max(0.0, now - member.queued_at)), victims
-        return Queued(position + 1 - max(0, free), member.queued_at, first_time), victims
+        return Queued(position + 1 - max(0, free), member.queued_at), victims
 
     def _supersede(self, group: Group, max_runs: int) -> list[str]:
         """``cancel_in_progress``: keep only the newest ``max_runs`` (running or waiting); cancel the rest."""

@@ -43,7 +43,7 @@ async def test_slots_then_first_in_first_out_and_a_finish_wakes_the_next() -> No
     assert isinstance(world.admit("a", limit)[0], Admitted)
     assert isinstance(world.admit("b", limit)[0], Admitted)
     queued = world.admit("c", limit)[0]
-    assert isinstance(queued, Queued) and queued.position == 1 and queued.first_time
+    assert isinstance(queued, Queued) and queued.position == 1
     assert world.admit("d", limit)[0].position == 2
     world.gate.observe("MODIFIED", instance("a", phase="Succeeded"))
     assert world.woken == ["c"]  # the head, not d
