@@ -73,6 +73,7 @@ class Controller:
         # checkpoint (re-creating tasks that already ran, each a wasted request).
         self._retired: dict[tuple[str, str], int] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._auditor: asyncio.Task[None] | None = None
         # At most this many instances reconcile at once: thousands of them waking together (a
         # restart, a burst of signals) queue here instead of flooding the API server.
         self.reconcile_slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
@@ -92,11 +93,15 @@ class Controller:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_leases(), name="lease sweeper")
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep_leases(), name="lease sweeper")
+        self._auditor = loop.create_task(self._audit_flow_control(), name="flow control audit")
 
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._auditor is not None:
+            self._auditor.cancel()
         for actor in list(self.actors.values()):
             await actor.close()
         self.actors.clear()
@@ -345,6 +350,25 @@ class Controller:
                 queue=queue,
                 observed=time.monotonic(),
             )
+
+    async def _audit_flow_control(self) -> None:
+        """While instances are queued or tasks held in a namespace, list it now and then: a watch
+        that resumed after a gap does not replay deletions, and a slot of a vanished object that
+        nobody frees would stop its queue for good."""
+        while True:
+            await asyncio.sleep(self.settings.flow_control_audit_seconds)
+            for namespace in self.instance_gate.namespaces_waiting():
+                listed_at = time.monotonic()
+                try:
+                    self.instance_gate.audit(namespace, await self.store.list_instances(namespace), listed_at)
+                except ClusterError as error:
+                    log.warning("flow control audit of instances in %s failed: %s", namespace, error)
+            for namespace in self.task_gate.namespaces_waiting():
+                listed_at = time.monotonic()
+                try:
+                    self.task_gate.audit(namespace, await self.store.list_limited_tasks(namespace), listed_at)
+                except ClusterError as error:
+                    log.warning("flow control audit of tasks in %s failed: %s", namespace, error)
 
     async def _sweep_leases(self) -> None:
         while True:

@@ -87,6 +87,7 @@ class _Member:
     created: str  # creationTimestamp: first in, first out (to the second, then by name)
     queued_at: float  # when it first asked (or status.queuedAt)
     cancelling: bool = False
+    known_since: float = field(default_factory=time.monotonic)
 
     def order(self, name: str) -> tuple[str, str]:
         return (self.created, name)
@@ -160,6 +161,20 @@ class InstanceGate:
             self._remove((meta["namespace"], meta["name"]))
         else:
             self._apply(body)
+
+    def namespaces_waiting(self) -> set[str]:
+        """Namespaces where instances wait (what :meth:`audit` is worth a list request for)."""
+        return {group[0] for group, entry in self._groups.items() if entry.queued}
+
+    def audit(self, namespace: str, bodies: list[JSON], listed_at: float) -> None:
+        """Forget instances the watch never said were deleted (a watch that resumed after a gap
+        does not replay deletions): those known before ``listed_at`` (monotonic) and not listed.
+        A slot that nobody frees would stop its queue for good."""
+        present = {body["metadata"]["name"] for body in bodies}
+        for key, member in list(self._members.items()):
+            if key[0] == namespace and key[1] not in present and member.known_since < listed_at:
+                log.warning("instance=%s/%s is gone without a deletion event; its slot is free", *key)
+                self._remove(key)
 
     def _fresh_left(self, namespace: str, workflow: str) -> None:
         for group in [group for group in self._groups if group[0] == namespace and group[1] == workflow]:
@@ -365,6 +380,7 @@ class TaskGate:
         self._next_start: dict[Group, float] = {}  # rate group -> earliest time of the next start
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}  # (namespace, task) -> next pump
         self._queues: dict[tuple[str, str], set[str]] = {}  # (namespace, task) -> its held tasks
+        self._known_since: dict[tuple[str, str], float] = {}  # held or admitted -> since when (monotonic)
 
     # -- what the watch says -------------------------------------------------------------------------
 
@@ -404,6 +420,7 @@ class TaskGate:
 
     def _hold(self, key: tuple[str, str], spec: JSON, limits: TaskLimits, since: float, reason: str) -> None:
         self._queues.setdefault((key[0], limits.task), set()).add(key[1])
+        self._known_since.setdefault(key, time.monotonic())
         self._held[key] = _Held(
             key[1],
             key[0],
@@ -420,6 +437,7 @@ class TaskGate:
 
     def _occupy(self, key: tuple[str, str], limits: TaskLimits, started: float | None) -> None:
         self._slots[key] = limits.concurrency
+        self._known_since.setdefault(key, time.monotonic())
         if limits.concurrency is not None:
             self._running.setdefault(limits.concurrency, set()).add(key[1])
         if limits.rate is not None and started is not None:
@@ -429,6 +447,7 @@ class TaskGate:
 
     def _finished(self, key: tuple[str, str], limits: TaskLimits) -> None:
         self._unhold(key)
+        self._known_since.pop(key, None)
         if key in self._slots:
             group = self._slots.pop(key)
             if group is not None:
@@ -553,6 +572,24 @@ class TaskGate:
                 log.warning("could not let task=%s/%s through yet (%s); retrying in %.1fs", *key, error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def namespaces_waiting(self) -> set[str]:
+        """Namespaces where tasks are held (what :meth:`audit` is worth a list request for)."""
+        return {namespace for namespace, _ in self._queues}
+
+    def audit(self, namespace: str, bodies: list[JSON], listed_at: float) -> None:
+        """Forget tasks the watch never said were deleted: those known before ``listed_at``
+        (monotonic) and not among the listed limited tasks ``bodies``."""
+        present = {body["metadata"]["name"] for body in bodies}
+        for key in [k for k in self._known_since if k[0] == namespace and k[1] not in present]:
+            if self._known_since[key] < listed_at:
+                held = self._held.get(key)
+                task = held.task if held is not None else ""
+                log.warning("task=%s/%s is gone without a deletion event; it no longer counts", *key)
+                self._finished(key, TaskLimits(task, self._slots.get(key), 0, None, 0.0))
+                if held is None:
+                    for other in {t for ns, t in self._queues if ns == namespace}:
+                        self._pump(namespace, other)
 
     def held(self) -> Iterable[tuple[str, str]]:
         """(workflow, reason) of every held task (for the metrics)."""

@@ -44,6 +44,7 @@ from plait._kube.models import (
     HELD_LABEL,
     HELD_MESSAGE_ANNOTATION,
     IDEMPOTENCY_LABEL,
+    LIMITED_LABEL,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
     TASK_RESULT_PHASES,
@@ -497,6 +498,7 @@ class InstanceActor:
             return task
         task["spec"]["flowControl"] = task_flow_control(node, dispatch.input)
         meta = task["metadata"]
+        meta["labels"][LIMITED_LABEL] = "true"
         runs, reason, message = self.host.task_gate.at_dispatch(self.namespace, meta["name"], task["spec"])
         if runs:
             meta["annotations"][ADMITTED_AT_ANNOTATION] = now_rfc3339()

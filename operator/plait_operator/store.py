@@ -30,6 +30,7 @@ from plait._kube.models import (
     HELD_MESSAGE_ANNOTATION,
     INSTANCE_UID_LABEL,
     INSTANCES,
+    LIMITED_LABEL,
     QUEUE_LABEL,
     SIGNALS,
     TASKS,
@@ -137,6 +138,11 @@ class Store:
 
     async def list_instances(self, namespace: str, label_selector: str | None = None) -> list[JSON]:
         listed = await self.kube.list(INSTANCES, namespace, label_selector=label_selector)
+        items: list[JSON] = listed.get("items") or []
+        return items
+
+    async def list_limited_tasks(self, namespace: str) -> list[JSON]:
+        listed = await self.kube.list(TASKS, namespace, label_selector=LIMITED_LABEL)
         items: list[JSON] = listed.get("items") or []
         return items
 

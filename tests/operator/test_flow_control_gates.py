@@ -4,6 +4,7 @@ listed objects, and rate spacing on an injected clock (the cluster tests cover t
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from plait._core.flowcontrol import Concurrency
@@ -198,3 +199,26 @@ async def test_rate_limits_space_starts_and_are_rebuilt_from_admitted_at() -> No
     restarted.now += 0.1
     await asyncio.sleep(0.1)
     assert restarted.lifted == ["t4"]
+
+
+async def test_an_audit_frees_the_slot_of_an_instance_deleted_unseen() -> None:
+    world = Instances()
+    await world.gate.ready(NS)
+    limit = Concurrency(1)
+    assert isinstance(world.admit("gone", limit)[0], Admitted)
+    assert isinstance(world.admit("waiting", limit, created="2026-01-01T00:00:01Z")[0], Queued)
+    listed_at = time.monotonic()
+    assert isinstance(world.admit("newer", limit, created="2026-01-01T00:00:02Z")[0], Queued)  # after the list
+    world.gate.audit(NS, [instance("waiting")], listed_at)  # "gone" was deleted while the watch was away
+    assert world.woken == ["waiting"]
+    assert world.gate.namespaces_waiting() == {NS}
+    assert isinstance(world.admit("waiting", limit, created="2026-01-01T00:00:01Z")[0], Admitted)
+
+
+async def test_an_audit_frees_the_slot_of_a_task_deleted_unseen() -> None:
+    world = Tasks()
+    assert world.gate.at_dispatch(NS, "gone", task("gone", concurrency=1)["spec"])[0]
+    assert not world.gate.at_dispatch(NS, "next", task("next", concurrency=1)["spec"])[0]
+    world.gate.audit(NS, [task("next", held="Concurrency", concurrency=1)], time.monotonic())
+    await asyncio.sleep(0)
+    assert world.lifted == ["next"]

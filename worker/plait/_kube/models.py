@@ -33,6 +33,7 @@ DISPATCHED_AT_ANNOTATION = "plait.dev/dispatched-at"
 # Concurrency or RateLimit) and a message; workers do not see it until the label goes. When it
 # was let through (rate limits are rebuilt from these after a restart).
 HELD_LABEL = "plait.dev/held"
+LIMITED_LABEL = "plait.dev/limited"  # on every task of a limited step, held or not: found with one list
 HELD_MESSAGE_ANNOTATION = "plait.dev/held-message"
 ADMITTED_AT_ANNOTATION = "plait.dev/admitted-at"
 # On instances with spec.idempotencyKey: a digest of the key, so that duplicates are found by selector.
