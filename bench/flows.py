@@ -1,8 +1,9 @@
-"""The workflows the Kubernetes benchmark runs: a 10-step line, a fan-out of 50, a signal-driven flow."""
+"""The workflows the Kubernetes benchmark runs: a 10-step line (also with flow control limits that
+never bind, for their cost), a fan-out of 50, a signal-driven flow."""
 
 from __future__ import annotations
 
-from plait import Flow, task
+from plait import Concurrency, Flow, task
 
 FANOUT = 50
 
@@ -17,14 +18,21 @@ def gather(parts: dict[str, int]) -> int:
     return sum(parts.values())
 
 
-def _linear(name: str, steps: int) -> Flow:
-    flow = Flow(name)
+@task(concurrency=100_000)
+def limited_step(x: int) -> int:
+    return x + 1
+
+
+def _linear(name: str, steps: int, *, limited: bool = False) -> Flow:
+    flow = Flow(name, concurrency=Concurrency(100_000) if limited else None)
     for i in range(steps):
-        flow.then(step, name=f"s{i}")
+        flow.then(limited_step if limited else step, name=f"s{i}")
     return flow
 
 
 linear10 = _linear("bench-linear10", 10).build()
+# Every instance and every task passes a gate that never holds anything back: the cost of the checks.
+limited10 = _linear("bench-limited10", 10, limited=True).build()
 
 _fork = Flow("bench-fanout50").fork()
 for _i in range(FANOUT):

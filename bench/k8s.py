@@ -490,6 +490,11 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
         log(f"linear: {sizes.linear_instances} instances of a 10-step flow ...")
         linear = run_flow(under_test, "linear", "bench-linear10", sizes.linear_instances, 10, 900)
         log(f"  {linear.summary()}")
+        log(
+            f"limited: {sizes.linear_instances} instances of the same flow with flow control limits that never bind ..."
+        )
+        limited = run_flow(under_test, "limited", "bench-limited10", sizes.linear_instances, 10, 900)
+        log(f"  {limited.summary()}")
         load_curve = []
         for level in sizes.latency_in_flight:
             log(f"latency: {sizes.latency_instances} instances, {level} at a time ...")
@@ -545,6 +550,7 @@ def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print
             "workers": sizes.workers,
             "worker_concurrency": sizes.concurrency,
             "linear10_saturated": linear_summary,
+            "limited10_saturated": limited.summary(),
             "linear10_load_curve": [
                 {"instances_in_flight": level, **scenario.summary()} for level, scenario in load_curve
             ],

@@ -15,23 +15,26 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from plait._core.definition import Definition
 from plait._core.events import TaskFailed, TaskLost, TaskSucceeded, TaskTimedOut
 from plait._core.snapshot import Snapshot
+from plait._kube import idempotency
 from plait._kube.client import JSON
 from plait._kube.models import (
     DISPATCHED_AT_ANNOTATION,
     FINISHED_PHASES,
+    HELD_LABEL,
     TASK_RESULT_PHASES,
     label_value,
     parse_rfc3339,
 )
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
+from plait_operator.flowcontrol import InstanceGate, TaskGate
 from plait_operator.instances import InstanceActor, revision
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
@@ -70,18 +73,35 @@ class Controller:
         # checkpoint (re-creating tasks that already ran, each a wasted request).
         self._retired: dict[tuple[str, str], int] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._auditor: asyncio.Task[None] | None = None
         # At most this many instances reconcile at once: thousands of them waking together (a
         # restart, a burst of signals) queue here instead of flooding the API server.
         self.reconcile_slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
+        # Whether the task watch of a namespace has listed every task (set by plait_operator.main):
+        # until then the task gate lets nothing through there.
+        self.tasks_synced: Callable[[str], bool] = lambda namespace: False
+        self.instance_gate = InstanceGate(
+            store.list_instances, lambda namespace, name: self.actor(namespace, name).poke()
+        )
+        self.task_gate = TaskGate(store.lift_hold, lambda namespace: self.tasks_synced(namespace), metrics, self.spawn)
+        metrics.held_tasks.source = self.task_gate.held
+        # Idempotency keys this process let an instance run for: (namespace, digest) -> (name, created).
+        # Two instances of one key reconciling at once cannot both pass.
+        self._keys: dict[tuple[str, str], tuple[str, float]] = {}
+        self._key_of: dict[tuple[str, str], tuple[str, str]] = {}  # (namespace, name) -> its entry in _keys
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_leases(), name="lease sweeper")
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep_leases(), name="lease sweeper")
+        self._auditor = loop.create_task(self._audit_flow_control(), name="flow control audit")
 
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._auditor is not None:
+            self._auditor.cancel()
         for actor in list(self.actors.values()):
             await actor.close()
         self.actors.clear()
@@ -143,6 +163,7 @@ class Controller:
     async def on_instance(self, event_type: str | None, body: JSON) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
+        self.instance_gate.observe(event_type, body)
         if event_type == "DELETED":
             actor = self.actors.pop(key, None)
             if actor is not None:
@@ -152,6 +173,9 @@ class Controller:
                 timer.cancel()
             self._retired.pop(key, None)
             self._forget_phase(key)
+            slot = self._key_of.pop(key, None)
+            if slot is not None and self._keys.get(slot, ("",))[0] == key[1]:
+                del self._keys[slot]
             return
         retired = self._retired.get(key)
         if retired is not None:
@@ -165,6 +189,7 @@ class Controller:
         namespace = meta["namespace"]
         key = (namespace, meta["name"])
         self._track_lease(event_type, key, body)
+        self.task_gate.observe(event_type, body)
         instance = (namespace, spec.get("instance", ""))
         actor = self.actors.get(instance)
         if (
@@ -190,6 +215,28 @@ class Controller:
 
     async def on_definition(self, event_type: str | None, body: JSON) -> None:
         self.catalog.observe(event_type or "ADDED", body)
+
+    async def first_with_key(self, body: JSON) -> str:
+        """The instance that runs for ``body``'s ``spec.idempotencyKey`` (``body`` itself if it is the first)."""
+        meta, key = body["metadata"], str(body["spec"]["idempotencyKey"])
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        window = self.settings.idempotency_window_seconds
+        now = time.time()
+        slot = (namespace, idempotency.digest(key))
+        claimed = self._keys.get(slot)
+        if claimed is not None and now - claimed[1] <= window:
+            return claimed[0]
+        listed = await self.store.list_instances(namespace, idempotency.selector(key))
+        others = [item for item in listed if item["metadata"]["name"] != name]
+        first = idempotency.first_with_key(others, key, now, window, decided=True)
+        if first is not None:
+            return str(first["metadata"]["name"])
+        if slot in self._keys and self._keys[slot] != claimed:
+            return self._keys[slot][0]  # another instance of the key got here while this one listed
+        created = meta.get("creationTimestamp")
+        self._keys[slot] = (name, parse_rfc3339(created) if created else now)
+        self._key_of[(namespace, name)] = slot
+        return name
 
     async def resolve_definition(self, namespace: str, workflow: str, pinned: str | None) -> Definition | None:
         """The definition a new instance gets. When the watch has not brought one (yet: a watch of
@@ -279,8 +326,12 @@ class Controller:
         spec = body.get("spec") or {}
         queue = label_value(spec.get("queue", "default"))
         unclaimed = self.metrics.unclaimed
-        if event_type == "DELETED" or phase not in (None, "Pending"):
-            unclaimed.discard(key)
+        if (
+            event_type == "DELETED"
+            or phase not in (None, "Pending")
+            or HELD_LABEL in (body["metadata"].get("labels") or {})
+        ):
+            unclaimed.discard(key)  # held tasks are not for workers yet: they count in plait_tasks_held
         elif key not in unclaimed:
             created = body["metadata"].get("creationTimestamp")
             unclaimed.add(key, queue, parse_rfc3339(created) if created else time.time())
@@ -299,6 +350,25 @@ class Controller:
                 queue=queue,
                 observed=time.monotonic(),
             )
+
+    async def _audit_flow_control(self) -> None:
+        """While instances are queued or tasks held in a namespace, list it now and then: a watch
+        that resumed after a gap does not replay deletions, and a slot of a vanished object that
+        nobody frees would stop its queue for good."""
+        while True:
+            await asyncio.sleep(self.settings.flow_control_audit_seconds)
+            for namespace in self.instance_gate.namespaces_waiting():
+                listed_at = time.monotonic()
+                try:
+                    self.instance_gate.audit(namespace, await self.store.list_instances(namespace), listed_at)
+                except ClusterError as error:
+                    log.warning("flow control audit of instances in %s failed: %s", namespace, error)
+            for namespace in self.task_gate.namespaces_waiting():
+                listed_at = time.monotonic()
+                try:
+                    self.task_gate.audit(namespace, await self.store.list_limited_tasks(namespace), listed_at)
+                except ClusterError as error:
+                    log.warning("flow control audit of tasks in %s failed: %s", namespace, error)
 
     async def _sweep_leases(self) -> None:
         while True:

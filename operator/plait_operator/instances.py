@@ -25,32 +25,42 @@ from plait._core.engine import decide, new_snapshot
 from plait._core.events import (
     CancelTask,
     Command,
+    DispatchTask,
     Event,
     SetTimer,
     SignalReceived,
     Started,
     TimerFired,
 )
+from plait._core.flowcontrol import key_value
 from plait._core.frames import in_flight
 from plait._core.snapshot import Snapshot
+from plait._kube import idempotency
 from plait._kube.client import JSON
 from plait._kube.models import (
+    ADMITTED_AT_ANNOTATION,
     CANCEL_ANNOTATION,
     FINALIZER,
+    HELD_LABEL,
+    HELD_MESSAGE_ANNOTATION,
+    IDEMPOTENCY_LABEL,
+    LIMITED_LABEL,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
     TASK_RESULT_PHASES,
     label_value,
     now_rfc3339,
     parse_rfc3339,
+    rfc3339,
     without_managed_fields,
 )
 from plait.errors import Conflict
 from plait_operator.definitions import DefinitionCatalog
+from plait_operator.flowcontrol import Admitted, InstanceGate, Queued, Refused, TaskGate, describe
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
-from plait_operator.store import Store, task_body, task_name
+from plait_operator.store import Store, task_body, task_flow_control, task_name
 from plait_operator.validation import InvalidInstance, check_input
 from plait_operator.world import TaskResult, control_events, requester, result_events, signal_events
 
@@ -79,12 +89,17 @@ class Host(Protocol):
     metrics: OperatorMetrics
     catalog: DefinitionCatalog
     reconcile_slots: asyncio.Semaphore  # how many instances may reconcile at once
+    instance_gate: InstanceGate
+    task_gate: TaskGate
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run a best-effort write in the background."""
 
     async def resolve_definition(self, namespace: str, workflow: str, pinned: str | None) -> Definition | None:
         """The definition a new instance gets (asking the API server when the watch has not brought it)."""
+
+    async def first_with_key(self, body: JSON) -> str:
+        """The instance that runs for ``body``'s ``spec.idempotencyKey`` (its own name if it is the first)."""
 
     def retire(self, actor: InstanceActor, ttl_due: float | None) -> None:
         """The instance finished: drop the actor, delete the instance at ``ttl_due``."""
@@ -244,6 +259,11 @@ class InstanceActor:
             except InvalidInstance as invalid:
                 await self._reject(body, invalid)
                 return
+            if spec.get("idempotencyKey") and not await self._first_of_its_key(body):
+                return
+            body = self.body or body
+            if definition.concurrency is not None and not await self._admitted(body, definition):
+                return
             if FINALIZER not in (meta.get("finalizers") or []):
                 body = self.body = _slim(await host.store.add_finalizer(body))
             snapshot = new_snapshot(definition, self.name)
@@ -363,6 +383,83 @@ class InstanceActor:
                 )
                 host.spawn(host.store.set_signal_status(self.namespace, name, phase, message))
 
+    async def _first_of_its_key(self, body: JSON) -> bool:
+        """``spec.idempotencyKey``: run only if no other instance runs (or ran) for this key within the
+        window; otherwise end at once, pointing at that one (``status.duplicateOf``)."""
+        key = body["spec"]["idempotencyKey"]
+        first = await self.host.first_with_key(body)
+        if first == self.name:
+            if (body["metadata"].get("labels") or {}).get(IDEMPOTENCY_LABEL) != idempotency.digest(key):
+                self.body = _slim(await self.host.store.add_label(body, IDEMPOTENCY_LABEL, idempotency.digest(key)))
+            return True
+        message = f"duplicate of {first}: it was submitted with the same idempotency key {key!r}"
+        await self._cancel_unstarted(body, message, "Duplicate", duplicate_of=first)
+        return False
+
+    async def _admitted(self, body: JSON, definition: Definition) -> bool:
+        """``Flow(concurrency=...)``: may the instance start now? If not, it waits ``Queued`` (or is
+        cancelled, by its strategy); with ``cancel_in_progress`` older ones are asked to cancel."""
+        host = self.host
+        concurrency = definition.concurrency
+        assert concurrency is not None
+        spec = body.get("spec") or {}
+        if CANCEL_ANNOTATION in (body["metadata"].get("annotations") or {}):
+            await self._cancel_unstarted(body)
+            return False
+        try:
+            key = key_value(spec.get("input"), concurrency.key)
+        except KeyError:
+            message = (
+                f"spec.input has no field {concurrency.key!r}: workflow {definition.name!r} limits "
+                "its instances per the value there (Flow(concurrency=Concurrency(..., key=...)))"
+            )
+            await self._reject(body, InvalidInstance("InvalidConcurrencyKey", message))
+            return False
+        await host.instance_gate.ready(self.namespace)
+        decision, victims = host.instance_gate.admit(body, definition.name, concurrency, key)
+        for victim in victims:
+            what = describe("workflow", definition.name, key)
+            why = f"superseded by {self.name}: {what} runs at most {concurrency.max_runs} (strategy cancel_in_progress)"
+            host.spawn(host.store.request_cancel(self.namespace, victim, why))
+        if isinstance(decision, Admitted):
+            host.metrics.instance_queued_seconds.labels(definition.name).observe(decision.queued_seconds)
+            return True
+        if isinstance(decision, Refused):
+            await self._cancel_unstarted(body, f"cancelled: {decision.message}", "ConcurrencyLimit")
+            return False
+        assert isinstance(decision, Queued)
+        await self._write_queued(body, definition, key, decision)
+        return False
+
+    async def _write_queued(self, body: JSON, definition: Definition, key: str | None, queued: Queued) -> None:
+        """Phase ``Queued``, with the key and position it waits at; written only when that changes."""
+        assert definition.concurrency is not None
+        status = body.get("status") or {}
+        what = describe("workflow", definition.name, key)
+        message = f"queued at position {queued.position} for one of {definition.concurrency.max_runs} slot(s) of {what}"
+        concurrency: JSON = {
+            "maxRuns": definition.concurrency.max_runs,
+            "position": queued.position,
+            "queuedAt": (status.get("concurrency") or {}).get("queuedAt") or rfc3339(queued.queued_at),
+        }
+        if key is not None:
+            concurrency["key"] = key
+        self.host.instance_phase(self, definition.name, "Queued")
+        if status.get("phase") == "Queued" and status.get("concurrency") == concurrency:
+            return
+        generation = body["metadata"].get("generation")
+        accepted = condition(status.get("conditions"), "Accepted", "False", "Queued", message, generation)
+        update = {
+            "phase": "Queued",
+            "message": message,
+            "observedGeneration": generation,
+            "concurrency": concurrency,
+            "conditions": merge_conditions(status.get("conditions"), [accepted]),
+        }
+        self.body = _slim(await self.host.store.write_status(body, update))
+        if status.get("phase") != "Queued":
+            self.host.spawn(self.host.store.post_event(body, "Queued", message))
+
     async def _dispatch(self, body: JSON, definition: Definition, snapshot: Snapshot) -> None:
         """Every attempt the checkpoint says is running must have its task: the ones just dispatched,
         and any whose creation a crash or an API outage interrupted before."""
@@ -376,12 +473,39 @@ class InstanceActor:
         ]
         if not dispatches:
             return
-        bodies = [task_body(body, definition.name, definition.hash, d) for d in dispatches]
-        created = await asyncio.gather(*(host.store.create_task(self.namespace, b) for b in bodies))
+        bodies = [self._task_body(body, definition, d) for d in dispatches]
+        created = await asyncio.gather(
+            *(host.store.create_task(self.namespace, b) for b in bodies), return_exceptions=True
+        )
+        failure: BaseException | None = None
         for dispatch, task, was_created in zip(dispatches, bodies, created, strict=True):
+            if isinstance(was_created, BaseException):
+                failure = failure or was_created
+                if "flowControl" in task["spec"]:
+                    host.task_gate.created_failed(self.namespace, task["metadata"]["name"], task["spec"])
+                continue
             self.created.add(task["metadata"]["name"])
             if was_created:
                 host.metrics.dispatched(definition.name, label_value(dispatch.queue))
+        if failure is not None:
+            raise failure
+
+    def _task_body(self, instance: JSON, definition: Definition, dispatch: DispatchTask) -> JSON:
+        """The task of one attempt; for a limited step with its limits, held back unless the task gate lets it run."""
+        task = task_body(instance, definition.name, definition.hash, dispatch)
+        node = definition.nodes[dispatch.node_id]
+        if not isinstance(node, TaskNode) or not node.limited:
+            return task
+        task["spec"]["flowControl"] = task_flow_control(node, dispatch.input)
+        meta = task["metadata"]
+        meta["labels"][LIMITED_LABEL] = "true"
+        runs, reason, message = self.host.task_gate.at_dispatch(self.namespace, meta["name"], task["spec"])
+        if runs:
+            meta["annotations"][ADMITTED_AT_ANNOTATION] = now_rfc3339()
+        else:
+            meta["labels"][HELD_LABEL] = reason
+            meta["annotations"][HELD_MESSAGE_ANNOTATION] = message
+        return task
 
     async def _finish_deletion(self, body: JSON, *, finished: bool) -> None:
         meta = body["metadata"]
@@ -425,12 +549,16 @@ class InstanceActor:
         self.host.instance_phase(self, workflow, "Pending")  # counted: PlaitInstancesPending
         await self._write_status_once(body, "DefinitionNotFound", message)
 
-    async def _cancel_unstarted(self, body: JSON) -> None:
-        """Cancelled before any worker published its workflow: it ends without a step."""
+    async def _cancel_unstarted(
+        self, body: JSON, message: str | None = None, event: str = "Cancelled", duplicate_of: str | None = None
+    ) -> None:
+        """Cancelled before it started (no worker published its workflow yet, it was queued, or its
+        concurrency strategy refused it): it ends without a step."""
         status = body.get("status") or {}
         generation = body["metadata"].get("generation")
-        reason = (body["metadata"].get("annotations") or {}).get(CANCEL_ANNOTATION) or "no reason given"
-        message = f"cancelled: {reason}"
+        if message is None:
+            reason = (body["metadata"].get("annotations") or {}).get(CANCEL_ANNOTATION) or "no reason given"
+            message = f"cancelled: {reason}"
         update = {
             "phase": "Cancelled",
             "message": message,
@@ -441,8 +569,10 @@ class InstanceActor:
                 [condition(status.get("conditions"), "Completed", "True", "Cancelled", message, generation)],
             ),
         }
+        if duplicate_of is not None:
+            update["duplicateOf"] = duplicate_of
         self.body = await self.host.store.write_status(body, update)
-        await self.host.store.post_event(body, "Cancelled", message)
+        await self.host.store.post_event(body, event, message, warning=event != "Cancelled")
         self.host.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Cancelled")
         await self._reject_signals(f"instance {self.name} was cancelled before it started")
 

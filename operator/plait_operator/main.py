@@ -45,6 +45,12 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
     watched, on_task = _task_watches(settings.namespaces, controller.on_task)
     tasks_synced = {namespace: asyncio.Event() for namespace in watched}
 
+    def synced(namespace: str) -> bool:
+        event = tasks_synced.get(namespace) or tasks_synced.get(None)
+        return event is not None and event.is_set()
+
+    controller.tasks_synced = synced
+
     def ready() -> bool:
         return kopf_ready.is_set() and all(synced.is_set() for synced in tasks_synced.values())
 

@@ -71,6 +71,34 @@ class UnclaimedTasks:
         ]
 
 
+class HeldTasks:
+    """``plait_tasks_held``: tasks flow control holds back, per workflow and reason (Concurrency,
+    RateLimit), counted from the task gate when scraped."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[tuple[str, str]]] = lambda: ()
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        counts: dict[tuple[str, str], int] = {}
+        for labels in self.source():
+            counts[labels] = counts.get(labels, 0) + 1
+        family = self._family()
+        for labels in sorted(counts):
+            family.add_metric(list(labels), counts[labels])
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "plait_tasks_held",
+            "Tasks held back by a task concurrency limit or rate limit, per workflow and reason.",
+            labels=["workflow", "reason"],
+        )
+
+
 class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time) -> None:
         self.registry = registry or CollectorRegistry()
@@ -125,6 +153,22 @@ class OperatorMetrics:
             "plait_lease_expiries_total",
             "Running tasks whose worker stopped renewing the lease.",
             ["queue"],
+            registry=r,
+        )
+        self.held_tasks = HeldTasks()
+        r.register(self.held_tasks)
+        self.task_held_seconds = Histogram(
+            "plait_task_held_seconds",
+            "From a held task created to its hold lifted, by workflow and reason.",
+            ["workflow", "reason"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.instance_queued_seconds = Histogram(
+            "plait_instance_queued_seconds",
+            "Time instances of a workflow with a concurrency limit spent Queued before they started (0: at once).",
+            ["workflow"],
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.leader = Gauge("plait_operator_leader", "1 while this operator replica is the active one.", registry=r)

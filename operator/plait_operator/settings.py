@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plait._kube.idempotency import DEFAULT_WINDOW_SECONDS
 from plait._kube.models import DEFAULT_MAX_PAYLOAD_BYTES
 
 
@@ -15,6 +16,8 @@ class OperatorSettings:
     lease_grace_seconds: float = 2.0  # beyond a task's lease before it counts as lost
     orphan_grace_seconds: float = 5.0  # a signal for a missing instance waits this long for it
     max_concurrent_reconciles: int = 64
+    flow_control_audit_seconds: float = 30.0  # while something waits, re-list to free slots of the vanished
+    idempotency_window_seconds: float = DEFAULT_WINDOW_SECONDS  # a spec.idempotencyKey dedups for this long
     leader_election: bool = True
     leader_namespace: str = "default"
     leader_lease_name: str = "plait-operator"

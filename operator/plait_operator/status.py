@@ -12,6 +12,7 @@ from typing import Any
 
 from plait._core import snapshot as st
 from plait._core.definition import Definition, DelayNode, SignalNode, TaskNode
+from plait._core.flowcontrol import key_value
 from plait._core.snapshot import Snapshot, StepProgress
 from plait._kube.models import now_rfc3339, parse_rfc3339, rfc3339
 
@@ -98,7 +99,27 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
         )
     )
     status["conditions"] = merge_conditions(previous.get("conditions"), conditions)
+    if definition.concurrency is not None:
+        status["concurrency"] = running_concurrency(instance, definition)
     return status
+
+
+def running_concurrency(instance: dict[str, Any], definition: Definition) -> dict[str, Any]:
+    """``status.concurrency`` of a started instance: the group whose slot it holds (what a restarted
+    operator counts), without the queue position it may have had."""
+    assert definition.concurrency is not None
+    previous = (instance.get("status") or {}).get("concurrency") or {}
+    out: dict[str, Any] = {"maxRuns": definition.concurrency.max_runs}
+    try:
+        key = key_value((instance.get("spec") or {}).get("input"), definition.concurrency.key)
+    except KeyError:
+        key = None
+    if key is not None:
+        out["key"] = key
+    for stale in ("position", "queuedAt"):
+        if previous.get(stale) is not None:
+            out[stale] = None
+    return out
 
 
 def checkpoint_of(snapshot: Snapshot) -> str:

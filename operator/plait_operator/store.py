@@ -13,16 +13,24 @@ import contextlib
 import hashlib
 import logging
 
+from plait._core.definition import TaskNode
 from plait._core.events import DispatchTask
+from plait._core.flowcontrol import key_value
 from plait._kube.client import CORE_EVENTS, JSON, AsyncKube
 from plait._kube.models import (
+    ADMITTED_AT_ANNOTATION,
     API_VERSION,
+    CANCEL_ANNOTATION,
+    CANCELLED_BY_ANNOTATION,
     DEFINITION_LABEL,
     DEFINITIONS,
     DISPATCHED_AT_ANNOTATION,
     FINALIZER,
+    HELD_LABEL,
+    HELD_MESSAGE_ANNOTATION,
     INSTANCE_UID_LABEL,
     INSTANCES,
+    LIMITED_LABEL,
     QUEUE_LABEL,
     SIGNALS,
     TASKS,
@@ -82,6 +90,30 @@ def task_body(instance: JSON, workflow: str, definition_hash: str, dispatch: Dis
     }
 
 
+def task_flow_control(node: TaskNode, value: object) -> JSON:
+    """``spec.flowControl`` of an attempt of a limited step: its limits, keys read from its input.
+    An input without the key's field counts in the group of no key."""
+    control: JSON = {}
+    if node.concurrency is not None:
+        control["concurrency"] = node.concurrency.max_runs
+        key = _key(value, node.concurrency.key)
+        if key is not None:
+            control["concurrencyKey"] = key
+    if node.rate_limit is not None:
+        control["rateLimit"] = node.rate_limit.limit
+        key = _key(value, node.rate_limit.key)
+        if key is not None:
+            control["rateLimitKey"] = key
+    return control
+
+
+def _key(value: object, path: str | None) -> str | None:
+    try:
+        return key_value(value, path)
+    except KeyError:
+        return None
+
+
 class Store:
     def __init__(self, kube: AsyncKube, identity: str) -> None:
         self.kube = kube
@@ -103,6 +135,39 @@ class Store:
             return await self.kube.get(INSTANCES, name, namespace)
         except NotFound:
             return None
+
+    async def list_instances(self, namespace: str, label_selector: str | None = None) -> list[JSON]:
+        listed = await self.kube.list(INSTANCES, namespace, label_selector=label_selector)
+        items: list[JSON] = listed.get("items") or []
+        return items
+
+    async def list_limited_tasks(self, namespace: str) -> list[JSON]:
+        listed = await self.kube.list(TASKS, namespace, label_selector=LIMITED_LABEL)
+        items: list[JSON] = listed.get("items") or []
+        return items
+
+    async def add_label(self, instance: JSON, key: str, value: str) -> JSON:
+        meta = instance["metadata"]
+        patch = {"metadata": {"labels": {key: value}, "resourceVersion": meta["resourceVersion"]}}
+        return await self.kube.patch(INSTANCES, meta["name"], patch, meta["namespace"])
+
+    async def request_cancel(self, namespace: str, name: str, reason: str) -> None:
+        """Ask an instance to cancel itself, as a user would (its own reconcile carries it out)."""
+        annotations = {CANCEL_ANNOTATION: reason, CANCELLED_BY_ANNOTATION: "plait-operator"}
+        with contextlib.suppress(NotFound):
+            await self.kube.patch(INSTANCES, name, {"metadata": {"annotations": annotations}}, namespace)
+
+    async def lift_hold(self, namespace: str, name: str) -> bool:
+        """Let a held task through to the workers; ``False`` when it is gone."""
+        metadata = {
+            "labels": {HELD_LABEL: None},
+            "annotations": {HELD_MESSAGE_ANNOTATION: None, ADMITTED_AT_ANNOTATION: now_rfc3339()},
+        }
+        try:
+            await self.kube.patch(TASKS, name, {"metadata": metadata}, namespace)
+        except NotFound:
+            return False
+        return True
 
     async def list_definitions(self, namespace: str, workflow: str) -> list[JSON]:
         listed = await self.kube.list(DEFINITIONS, namespace, field_selector=f"spec.workflow={workflow}")

@@ -241,3 +241,21 @@ def test_submit_validates_the_input_against_the_published_schema(
     assert unknown.code == 0
     assert "warning: no worker has published workflow 'no-such-flow'" in unknown.err
     assert "greeting" in unknown.err  # it lists what is published
+
+
+def test_submit_with_an_idempotency_key_runs_once(
+    plait: Plait, serve: Callable[..., Any], cli_ns: str, kube: Kube
+) -> None:
+    serve(cli_ns)
+    first = plait("submit", "greeting", '{"name": "ada"}', "--idempotency-key", "signup-ada", "-n", cli_ns)
+    assert first.code == 0, first.err
+    name = first.out.split()[0].split("/")[1]
+    again = plait("submit", "greeting", '{"name": "ada"}', "--idempotency-key", "signup-ada", "-n", cli_ns)
+    assert again.code == 0, again.err
+    assert again.out.startswith(
+        f"workflowinstance.plait.dev/{name} unchanged: submitted with idempotency key 'signup-ada' before"
+    )
+    assert [item["metadata"]["name"] for item in kube.list(INSTANCES, cli_ns)["items"]] == [name]
+    wait_phase(kube, cli_ns, name, "Succeeded")
+    status = plait("status", name, "-n", cli_ns)
+    assert "Phase:" in status.out and "Succeeded" in status.out

@@ -105,7 +105,7 @@ def test_bad_manifests(plait: Plait, tmp_path: Path) -> None:
 
 def test_unknown_phase(plait: Plait) -> None:
     result = plait("list", "--phase", "Done")
-    assert result.code == 1 and "unknown phase 'Done'; phases are Pending, Running" in result.err
+    assert result.code == 1 and "unknown phase 'Done'; phases are Pending, Queued, Running" in result.err
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from examples.etl import etl
 from examples.orders import orders
 
 from plait import Flow, task
+from plait._kube import idempotency
 from plait.cli.common import CommandError
 from plait.cli.follow import PlainDisplay, truncate
 from plait.cli.format import compact, duration, table, visible_len
@@ -237,7 +238,7 @@ def test_status_and_list_lines() -> None:
 
 def args(**values: Any) -> argparse.Namespace:
     defaults = {"filename": None, "workflow": None, "input": None, "name": None, "generate_name": False}
-    return argparse.Namespace(**{**defaults, "ttl": None, "definition_hash": None, **values})
+    return argparse.Namespace(**{**defaults, "ttl": None, "definition_hash": None, "idempotency_key": None, **values})
 
 
 def test_build_instance_names() -> None:
@@ -254,6 +255,20 @@ def test_build_instance_names() -> None:
     assert build_instance(args(filename=manifest, name="o2"))["metadata"] == {"name": "o2"}
     with pytest.raises(CommandError, match="not both"):
         build_instance(args(filename=manifest, workflow="x"))
+
+
+def test_build_instance_with_an_idempotency_key_labels_it_for_lookup() -> None:
+    keyed = build_instance(args(workflow="payments", idempotency_key="invoice-42"))
+    assert keyed["spec"]["idempotencyKey"] == "invoice-42"
+    assert keyed["metadata"]["labels"] == {"plait.dev/idempotency-key": idempotency.digest("invoice-42")}
+
+
+def test_status_lines_say_where_a_queued_instance_waits_and_what_a_duplicate_points_at() -> None:
+    queued = instance("Queued", concurrency={"key": "acme", "maxRuns": 2, "position": 3})
+    assert "Concurrency:  key 'acme', at most 2 at once, position 3" in status_lines(queued, NOW)
+    duplicate = instance("Cancelled", duplicateOf="pay-1")
+    duplicate["spec"]["idempotencyKey"] = "invoice-42"
+    assert "Duplicate of: pay-1 (idempotency key 'invoice-42')" in status_lines(duplicate, NOW)
 
 
 def test_formats() -> None:

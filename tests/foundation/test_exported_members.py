@@ -10,6 +10,8 @@ EXPORTED = [
     # authoring
     "BranchBuilder", "Flow", "ForkBuilder", "LoopResult", "NodeInfo", "OnMax", "RetryPolicy", "TaskMetadata",
     "Workflow", "parse_duration", "task",
+    # flow control
+    "Concurrency", "RateLimit",
     # running in this process
     "Backend", "DurableEngine", "InMemoryBackend", "SqliteBackend", "WorkflowEngine", "WorkflowStatus",
     "TaskExecutionContext", "get_task_context",

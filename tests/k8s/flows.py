@@ -168,3 +168,13 @@ def loud_failure(x: int) -> int:
 
 not_json = Flow("not-json").then(unserializable).build()
 huge_error = Flow("huge-error").then(loud_failure).build()
+
+
+@task(concurrency=1)
+def one_at_a_time(x: int) -> int:
+    mark("one-at-a-time")
+    time.sleep(0.3)
+    return x + 1
+
+
+limited = Flow("limited").then(one_at_a_time).build()  # a held task let through, under the chart's RBAC

@@ -167,3 +167,37 @@ def test_queue_depth_and_age_show_tasks_nobody_claims(
         what="the oldest task's age to grow between scrapes",
     )
     assert scrape(operator).value("plait_instances", workflow="fork-join", phase="Running") == 1
+
+
+def test_flow_control_metrics_count_queued_instances_and_held_tasks(
+    kube: Kube,
+    own: str,
+    start_operator: Callable[..., PlaitProcess],
+    start_worker: Callable[..., PlaitProcess],
+) -> None:
+    operator = start_operator("--namespace", own)
+    start_worker(own, module="tests.k8s.flowcontrol_flows")
+    wait_for(lambda: ready(operator), timeout=30, what="the operator to be ready")
+    for i in range(4):
+        submit(kube, own, f"q{i}", "fc-queue", {"seconds": 2})
+        submit(kube, own, f"t{i}", "fc-task-concurrency", {"seconds": 2})
+
+    def busy() -> Scrape | None:
+        now = scrape(operator)
+        queued = now.value("plait_instances", workflow="fc-queue", phase="Queued")
+        held = now.value("plait_tasks_held", workflow="fc-task-concurrency", reason="Concurrency")
+        return now if queued == 2 and held == 2 else None
+
+    during = wait_for(busy, timeout=60, interval=0.2, what="two queued instances and two held tasks")
+    assert during.value("plait_queue_depth") <= 2  # held tasks are not for workers yet
+    for i in range(4):
+        wait_phase(kube, own, f"q{i}", "Succeeded", timeout=60)
+        wait_phase(kube, own, f"t{i}", "Succeeded", timeout=60)
+    after = scrape(operator)
+    assert after.value("plait_instances", workflow="fc-queue", phase="Queued") == 0
+    assert after.value("plait_tasks_held", workflow="fc-task-concurrency") == 0
+    assert after.value("plait_instance_queued_seconds_count", workflow="fc-queue") == 4
+    assert (
+        after.value("plait_instance_queued_seconds_sum", workflow="fc-queue") >= 3
+    )  # two waited about a run each (2 s)
+    assert after.value("plait_task_held_seconds_count", workflow="fc-task-concurrency", reason="Concurrency") == 2

@@ -17,6 +17,7 @@ from plait._kube.client import CORE_EVENTS, LEASES, NAMESPACES, Kube, Resource
 from plait._kube.models import (
     CANCEL_ANNOTATION,
     DEFINITIONS,
+    HELD_LABEL,
     INSTANCES,
     SCHEDULES,
     SIGNALS,
@@ -140,12 +141,16 @@ def test_operator_and_worker_run_workflows_with_only_their_chart_identities(
         submit(kube, ns, "doomed", "exhausted", 1)
         submit(kube, ns, "ephemeral", "sequence", 2, ttlSecondsAfterFinished=0)
         kube.create(INSTANCES, instance_body("stopped", "slow", 30), ns)
+        submit(kube, ns, "limited-1", "limited", 1)  # flow control: one of the two tasks is held
+        submit(kube, ns, "limited-2", "limited", 2)
 
         assert wait_phase(kube, ns, "seq", "Succeeded", "Failed")["status"]["output"] == 5
         wait_phase(kube, ns, "approval", "AwaitingSignal")
         send_signal(kube, ns, "approval", "approve", {"by": "ops"})
         assert wait_phase(kube, ns, "approval", "Succeeded", "Failed")["status"]["output"] == "approved by ops"
         assert wait_phase(kube, ns, "doomed", "Failed", "Succeeded")["status"]["phase"] == "Failed"
+        assert wait_phase(kube, ns, "limited-1", "Succeeded", "Failed")["status"]["output"] == 2
+        assert wait_phase(kube, ns, "limited-2", "Succeeded", "Failed")["status"]["output"] == 3
 
         wait_for(lambda: any(m.startswith("nap-start") for m in marks(marks_dir, "stopped")), what="nap to start")
         kube.patch(INSTANCES, "stopped", {"metadata": {"annotations": {CANCEL_ANNOTATION: "rbac test"}}}, ns)
@@ -231,9 +236,10 @@ def test_the_operator_identity_is_refused_what_it_must_not_do(
     assert refused(lambda: operator.list(PODS, ns))
     assert refused(lambda: operator.patch(CONFIGMAPS, "c", {"data": {}}, ns))
     assert refused(lambda: operator.patch(DEFINITIONS, "d", {"spec": {}}, ns))
-    # tasks are never deleted nor respecified by the operator (garbage collection deletes them)
+    # tasks are never deleted by the operator (garbage collection deletes them); it patches only their
+    # labels and annotations (flow control lets a held task through), their spec being immutable
     assert refused(lambda: operator.delete(TASKS, "t", ns))
-    assert refused(lambda: operator.patch(TASKS, "t", {"spec": {"attempt": 9}}, ns))
+    assert not refused(lambda: operator.patch(TASKS, "t", {"metadata": {"labels": {HELD_LABEL: None}}}, ns))
     # signals are the user's: the operator only writes their status
     assert refused(lambda: operator.patch(SIGNALS, "s", {"spec": {}}, ns))
     # only its own Lease

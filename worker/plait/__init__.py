@@ -24,6 +24,7 @@ from plait._client.api import (
 from plait._client.backend import KubernetesBackend
 from plait._client.sync import WorkflowClient
 from plait._client.worker import Worker, WorkerHandle
+from plait._core.flowcontrol import Concurrency, RateLimit
 from plait._execution.context import TaskExecutionContext, get_task_context
 from plait._local.api import DurableEngine, WorkflowEngine
 from plait._local.backends import Backend, InMemoryBackend, SqliteBackend
@@ -45,6 +46,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BranchBuilder",
+    "Concurrency",
     "DefinitionError",
     "DurableEngine",
     "Flow",
@@ -57,6 +59,7 @@ __all__ = [
     "OnMax",
     "PayloadTooLarge",
     "PlaitError",
+    "RateLimit",
     "RetryPolicy",
     "SqliteBackend",
     "TaskError",

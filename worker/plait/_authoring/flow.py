@@ -35,6 +35,7 @@ from plait._core.definition import (
     parts,
     with_parts,
 )
+from plait._core.flowcontrol import Concurrency
 
 KEY_FN_SUFFIX = "::key_fn"
 #: Result types that :meth:`TaskFunction.convert` returns unchanged: checked first, as most results are.
@@ -226,6 +227,8 @@ class _Builder:
             tags=tuple(meta.tags or ()) if meta else (),
             description=meta.description if meta else None,
             queue=meta.queue if meta else None,
+            concurrency=meta.concurrency if meta else None,
+            rate_limit=meta.rate_limit if meta else None,
         )
 
     def chain(self, fns: tuple[Callable[..., Any], ...], name: str | None) -> tuple[TaskNode, ...]:
@@ -306,9 +309,21 @@ class BranchBuilder:
 class Flow:
     """Fluent workflow builder. Each flow has its own task registry; no global state."""
 
-    def __init__(self, name: str = "workflow", *, metadata: dict[str, Any] | None = None, queue: str | None = None):
+    def __init__(
+        self,
+        name: str = "workflow",
+        *,
+        metadata: dict[str, Any] | None = None,
+        queue: str | None = None,
+        concurrency: int | Concurrency | None = None,
+    ):
+        """``concurrency`` (plait): at most that many instances run at once, per key of their input
+        (a number, or a :class:`Concurrency` with a key and a strategy); see docs/flow-control.md."""
         if not name:
             raise ValueError("a flow needs a name")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int | Concurrency | None):
+            raise TypeError(f"Flow(concurrency=...) takes a whole number or a Concurrency, got {concurrency!r}")
+        self._concurrency = Concurrency(concurrency) if isinstance(concurrency, int) else concurrency
         self._name = name
         self._metadata = metadata
         self._queue = queue or DEFAULT_QUEUE
@@ -402,6 +417,7 @@ class Flow:
             output_schema=_schema(self._builder.tasks, steps[-1], "output"),
             metadata=self._metadata,
             queue=self._queue,
+            concurrency=self._concurrency,
         )
         return Workflow(definition, dict(self._builder.tasks))
 

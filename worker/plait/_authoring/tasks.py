@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, TypeVar, get_type_hints, overload
 
 from plait._core.definition import Retry
+from plait._core.flowcontrol import Concurrency, RateLimit
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +78,30 @@ class TaskMetadata:
     version: str | None = None
     priority: int | None = None
     queue: str | None = None
+    concurrency: Concurrency | None = None
+    rate_limit: RateLimit | None = None
+
+
+def _resolve_concurrency(concurrency: int | Concurrency | None) -> Concurrency | None:
+    """``@task(concurrency=...)``: a number of attempts at once, or a :class:`Concurrency` that queues."""
+    if concurrency is None or isinstance(concurrency, Concurrency):
+        if concurrency is not None and concurrency.strategy != "queue":
+            raise ValueError(
+                f"@task(concurrency=...): a task attempt can only wait for a slot (strategy 'queue'), "
+                f"got strategy {concurrency.strategy!r}; cancel strategies apply to Flow(concurrency=...)"
+            )
+        return concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        raise TypeError(f"@task(concurrency=...) takes a whole number or a Concurrency, got {concurrency!r}")
+    return Concurrency(concurrency)
+
+
+def _resolve_rate_limit(rate_limit: str | RateLimit | None) -> RateLimit | None:
+    if rate_limit is None or isinstance(rate_limit, RateLimit):
+        return rate_limit
+    if not isinstance(rate_limit, str):
+        raise TypeError(f'@task(rate_limit=...) takes a string like "10/s" or a RateLimit, got {rate_limit!r}')
+    return RateLimit(rate_limit)
 
 
 def _resolve_retries(retries: int | RetryPolicy | None) -> RetryPolicy | None:
@@ -105,6 +130,8 @@ def task(
     description: str | None = None,
     priority: int | None = None,
     queue: str | None = None,
+    concurrency: int | Concurrency | None = None,
+    rate_limit: str | RateLimit | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -119,12 +146,18 @@ def task(
     description: str | None = None,
     priority: int | None = None,
     queue: str | None = None,
+    concurrency: int | Concurrency | None = None,
+    rate_limit: str | RateLimit | None = None,
 ) -> Any:
     """Mark a function as a workflow task; use bare, as ``@task("name")`` or with keywords.
 
     ``timeout`` (seconds or ``"30s"``) is enforced for sync and async tasks alike; ``retries`` is
     an int (that many retries, 1 s initial delay, doubling) or a :class:`RetryPolicy`;
     ``priority`` is 1-5; ``queue`` (plait) picks the worker pool that runs the task.
+    ``concurrency`` (plait: a number or a :class:`Concurrency`) caps the attempts of this task
+    running at once in a namespace, per key of the task's input; ``rate_limit`` (plait:
+    ``"10/s"``, ``"100/m"``, ``"5/h"`` or a :class:`RateLimit`) caps how many start per period.
+    The operator enforces both (see docs/flow-control.md); the local runner ignores them.
     """
     if isinstance(func, str):
         name, func = func, None
@@ -132,6 +165,8 @@ def task(
     if resolved_timeout is not None and resolved_timeout <= 0:
         raise ValueError(f"timeout must be positive, got {resolved_timeout}")
     resolved_retries = _resolve_retries(retries)
+    resolved_concurrency = _resolve_concurrency(concurrency)
+    resolved_rate_limit = _resolve_rate_limit(rate_limit)
     if priority is not None and not 1 <= priority <= 5:
         raise ValueError(f"priority must be between 1 and 5, got {priority}")
     if tags is not None:
@@ -154,6 +189,8 @@ def task(
             tags=tags,
             priority=priority,
             queue=queue,
+            concurrency=resolved_concurrency,
+            rate_limit=resolved_rate_limit,
         )
         fn._input_type, fn._output_type = io_types(fn)  # type: ignore[attr-defined]
         return fn

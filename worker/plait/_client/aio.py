@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,7 @@ from plait._client.objects import (
 )
 from plait._execution.invoke import to_json
 from plait._ids import check_instance_id, instance_id_of, instance_name
+from plait._kube import idempotency
 from plait._kube.client import JSON, AsyncKube
 from plait._kube.models import (
     CANCEL_ANNOTATION,
@@ -92,11 +94,28 @@ class AsyncWorkflowClient:
 
     # -- sayiir's methods ----------------------------------------------------------------------------
 
-    async def submit(self, workflow: Workflow, instance_id: str, input: Any) -> WorkflowStatus:
-        """Create the instance; the operator starts it once a worker has published its workflow."""
+    async def submit(
+        self, workflow: Workflow, instance_id: str, input: Any, *, idempotency_key: str | None = None
+    ) -> WorkflowStatus:
+        """Create the instance; the operator starts it once a worker has published its workflow.
+
+        With ``idempotency_key`` (plait): when an instance was submitted with the same key within
+        the operator's window (a day by default), nothing is created and that instance's status
+        is returned; two submits racing each other create two, and the operator runs only the
+        first (the other ends ``Cancelled`` with ``status.duplicateOf``).
+        """
         workflow = check_workflow(workflow)
         check_instance_id(instance_id)
-        body = instance_body(workflow.workflow_id, instance_id, to_json(input))
+        if idempotency_key is not None:
+            if not isinstance(idempotency_key, str) or not idempotency_key:
+                raise ValueError(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+            listed = await self._kube.list(
+                INSTANCES, self.namespace, label_selector=idempotency.selector(idempotency_key)
+            )
+            first = idempotency.first_with_key(listed.get("items") or [], idempotency_key, time.time())
+            if first is not None:
+                return status_of(first)
+        body = instance_body(workflow.workflow_id, instance_id, to_json(input), idempotency_key)
         for _ in range(3):  # a name freed or taken between two requests: look again
             try:
                 return status_of(await self._kube.create(INSTANCES, body, self.namespace))

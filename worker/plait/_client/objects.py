@@ -17,12 +17,14 @@ from typing import Any
 from plait._core import snapshot as st
 from plait._core.snapshot import Snapshot
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_id_of, instance_name
+from plait._kube import idempotency
 from plait._kube.client import JSON
 from plait._kube.models import (
     API_VERSION,
     CANCEL_ANNOTATION,
     CANCELLED_BY_ANNOTATION,
     FINISHED_PHASES,
+    IDEMPOTENCY_LABEL,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
     object_name,
@@ -34,6 +36,7 @@ CANCELLING = "cancelling"
 #: What ``list(phase=...)`` accepts besides sayiir's status strings: the Kubernetes phases.
 PHASE_STATUSES = {
     "Pending": st.IN_PROGRESS,
+    "Queued": st.IN_PROGRESS,
     "Running": st.IN_PROGRESS,
     "Waiting": st.WAITING,
     "AwaitingSignal": st.AWAITING_SIGNAL,
@@ -44,14 +47,18 @@ PHASE_STATUSES = {
 }
 
 
-def instance_body(workflow: str, instance_id: str, value: Any) -> JSON:
+def instance_body(workflow: str, instance_id: str, value: Any, idempotency_key: str | None = None) -> JSON:
     """A ``WorkflowInstance`` for ``instance_id`` (named by :func:`plait._ids.instance_name`)."""
-    return {
+    body: JSON = {
         "apiVersion": API_VERSION,
         "kind": "WorkflowInstance",
         "metadata": {"name": instance_name(instance_id), "annotations": {INSTANCE_ID_ANNOTATION: instance_id}},
         "spec": {"workflow": workflow, "input": value},
     }
+    if idempotency_key is not None:
+        body["spec"]["idempotencyKey"] = idempotency_key
+        body["metadata"]["labels"] = {IDEMPOTENCY_LABEL: idempotency.digest(idempotency_key)}
+    return body
 
 
 def signal_body(instance: str, name: str, payload: Any, object_name_: str | None = None) -> JSON:

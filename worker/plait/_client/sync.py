@@ -79,8 +79,11 @@ class ClusterWorkflowClient(WorkflowClient):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, workflow: Workflow, instance_id: str, input: Any) -> WorkflowStatus:
-        return self._run(self._async.submit(workflow, instance_id, input))
+    def submit(
+        self, workflow: Workflow, instance_id: str, input: Any, *, idempotency_key: str | None = None
+    ) -> WorkflowStatus:
+        """Create the instance (see :meth:`AsyncWorkflowClient.submit`, also for ``idempotency_key``)."""
+        return self._run(self._async.submit(workflow, instance_id, input, idempotency_key=idempotency_key))
 
     def status(self, instance_id: str) -> WorkflowStatus:
         return self._run(self._async.status(instance_id))

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias, assert_never
 
+from plait._core.flowcontrol import Concurrency, RateLimit
 from plait.errors import DefinitionError
 
 DEFAULT_QUEUE = "default"
@@ -81,7 +82,13 @@ class TaskNode:
     tags: tuple[str, ...] = ()
     description: str | None = None
     queue: str | None = None
+    concurrency: Concurrency | None = None  # attempts of this task at once, per namespace
+    rate_limit: RateLimit | None = None  # attempts of this task started per period, per namespace
     kind: Literal["task"] = "task"
+
+    @property
+    def limited(self) -> bool:
+        return self.concurrency is not None or self.rate_limit is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +248,7 @@ class Definition:
     output_schema: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     queue: str = DEFAULT_QUEUE
+    concurrency: Concurrency | None = None  # instances running at once
     nodes: dict[str, Node] = field(init=False, repr=False, compare=False)
     hash: str = field(init=False, compare=False)
 
@@ -287,6 +295,8 @@ class Definition:
             data["outputSchema"] = self.output_schema
         if self.metadata is not None:
             data["metadata"] = self.metadata
+        if self.concurrency is not None:
+            data["concurrency"] = self.concurrency.to_data()
         return data
 
     @classmethod
@@ -311,6 +321,7 @@ class Definition:
             output_schema=data.get("outputSchema"),
             metadata=data.get("metadata"),
             queue=data.get("queue", DEFAULT_QUEUE),
+            concurrency=Concurrency.from_data(data["concurrency"]) if data.get("concurrency") else None,
         )
         if data.get("hash") and data["hash"] != definition.hash:
             raise DefinitionError(
@@ -385,6 +396,10 @@ def _node_to_data(node: Node) -> dict[str, Any]:
             data["description"] = node.description
         if node.queue:
             data["queue"] = node.queue
+        if node.concurrency is not None:
+            data["concurrency"] = node.concurrency.to_data()
+        if node.rate_limit is not None:
+            data["rateLimit"] = node.rate_limit.to_data()
     elif isinstance(node, ForkNode):
         data["branches"] = [{"name": b.name, "steps": [s.id for s in b.steps]} for b in node.branches]
         data["join"] = node.join.id
@@ -426,6 +441,8 @@ def _node_from_data(data: Mapping[str, Any], sequence: Any) -> Node:
             tags=tuple(data.get("tags", ())),
             description=data.get("description"),
             queue=data.get("queue"),
+            concurrency=Concurrency.from_data(data["concurrency"]) if data.get("concurrency") else None,
+            rate_limit=RateLimit.from_data(data["rateLimit"]) if data.get("rateLimit") else None,
         )
     if kind == "fork":
         join = sequence([data["join"]])[0]

@@ -46,6 +46,7 @@ _PRINTER_COLUMNS: dict[str, list[JSON]] = {
         {"name": "Attempt", "type": "integer", "jsonPath": ".spec.attempt"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Holder", "type": "string", "jsonPath": ".status.claim.holder"},
+        {"name": "Held", "type": "string", "jsonPath": ".metadata.labels.plait\\.dev/held"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     "WorkflowDefinition": [

@@ -30,6 +30,15 @@ CANCELLED_BY_ANNOTATION = "plait.dev/cancelled-by"
 FINALIZER = "plait.dev/cancel-on-delete"
 # When the operator created a task, to the microsecond (creationTimestamp has whole seconds).
 DISPATCHED_AT_ANNOTATION = "plait.dev/dispatched-at"
+# Flow control on tasks: a task the operator holds back has the label (value: the reason,
+# Concurrency or RateLimit) and a message; workers do not see it until the label goes. When it
+# was let through (rate limits are rebuilt from these after a restart).
+HELD_LABEL = "plait.dev/held"
+LIMITED_LABEL = "plait.dev/limited"  # on every task of a limited step, held or not: found with one list
+HELD_MESSAGE_ANNOTATION = "plait.dev/held-message"
+ADMITTED_AT_ANNOTATION = "plait.dev/admitted-at"
+# On instances with spec.idempotencyKey: a digest of the key, so that duplicates are found by selector.
+IDEMPOTENCY_LABEL = "plait.dev/idempotency-key"
 
 # Labels the operator puts on tasks, and workers select on.
 INSTANCE_UID_LABEL = "plait.dev/instance-uid"
@@ -46,7 +55,9 @@ def payload_size(value: Any) -> int:
     return len(encode(value))
 
 
-InstancePhase = Literal["Pending", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled"]
+InstancePhase = Literal[
+    "Pending", "Queued", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled"
+]
 TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "TimedOut", "Lost", "Released", "Cancelled"]
 SignalPhase = Literal["Pending", "Delivered", "Buffered", "Rejected"]
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
@@ -178,6 +189,22 @@ class WorkflowInstanceSpec(_Model):
     ttlSecondsAfterFinished: int | None = Field(
         default=None, ge=0, description="Delete the instance (and its tasks) this long after it finished."
     )
+    idempotencyKey: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Submits with the same key in this namespace within the operator's window run once: a later "
+        "instance does not run and points at the first (status.duplicateOf).",
+    )
+
+
+class InstanceConcurrency(_Model):
+    """Which concurrency group an instance of a limited workflow is in, and while Queued, where it waits."""
+
+    key: str | None = Field(default=None, description="The value of the flow's concurrency key (none: unkeyed).")
+    maxRuns: int = Field(ge=1, description="Instances of this workflow (and key) that may run at once.")
+    position: int | None = Field(default=None, ge=1, description="While Queued: 1 starts next.")
+    queuedAt: str | None = None
 
 
 class StepSummary(_Model):
@@ -204,6 +231,10 @@ class WorkflowInstanceStatus(_Model):
     steps: list[StepSummary] | None = None
     conditions: list[Condition] | None = None
     observedGeneration: int | None = None
+    concurrency: InstanceConcurrency | None = None
+    duplicateOf: str | None = Field(
+        default=None, description="The instance with the same idempotency key that runs instead of this one."
+    )
     checkpoint: str | None = Field(
         default=None, description="The engine's checkpoint (JSON), written after every step. Internal."
     )
@@ -222,6 +253,15 @@ class WorkflowInstance(KubeObject):
 # -- WorkflowTask ----------------------------------------------------------------------------------
 
 
+class TaskFlowControl(_Model):
+    """The limits of a task's step, with their keys resolved from this attempt's input."""
+
+    concurrency: int | None = Field(default=None, ge=1, description="Attempts of this task at once.")
+    concurrencyKey: str | None = None
+    rateLimit: str | None = Field(default=None, description='Starts per period, e.g. "10/s".')
+    rateLimitKey: str | None = None
+
+
 class WorkflowTaskSpec(_Model):
     """One attempt of one step, for a worker to claim. Written once by the operator."""
 
@@ -237,6 +277,7 @@ class WorkflowTaskSpec(_Model):
     input: Any = None
     timeoutSeconds: float | None = Field(default=None, gt=0)
     priority: int | None = Field(default=None, ge=1, le=5)
+    flowControl: TaskFlowControl | None = None
 
 
 class Claim(_Model):
@@ -311,6 +352,17 @@ class RouteSpec(_Model):
     steps: list[str]
 
 
+class ConcurrencySpec(_Model):
+    maxRuns: int = Field(ge=1)
+    key: str | None = None
+    strategy: Literal["queue", "cancel_newest", "cancel_in_progress"] = "queue"
+
+
+class RateLimitSpec(_Model):
+    limit: str
+    key: str | None = None
+
+
 class NodeSpec(_Model):
     """A node of the graph; which fields are set depends on ``kind``."""
 
@@ -337,6 +389,8 @@ class NodeSpec(_Model):
     onTimeout: Literal["fail", "continue"] | None = None
     workflow: str | None = None
     steps: list[str] | None = None
+    concurrency: ConcurrencySpec | None = None
+    rateLimit: RateLimitSpec | None = None
 
 
 class EdgeSpec(_Model):
@@ -356,6 +410,7 @@ class WorkflowDefinitionSpec(_Model):
     inputSchema: dict[str, Any] | None = None
     outputSchema: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    concurrency: ConcurrencySpec | None = None
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 

@@ -38,6 +38,7 @@ from plait._kube.models import (
     API_VERSION,
     DEFINITION_LABEL,
     DEFINITIONS,
+    HELD_LABEL,
     QUEUE_LABEL,
     TASKS,
     WORKFLOW_LABEL,
@@ -105,7 +106,7 @@ class Worker:
     def selector(self) -> str:
         hashes = ",".join(sorted(h[:32] for h in self.workflows))
         queues = ",".join(sorted({label_value(q) for q in self.queues}))
-        return f"{DEFINITION_LABEL} in ({hashes}),{QUEUE_LABEL} in ({queues})"
+        return f"{DEFINITION_LABEL} in ({hashes}),{QUEUE_LABEL} in ({queues}),!{HELD_LABEL}"
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

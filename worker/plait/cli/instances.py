@@ -11,8 +11,9 @@ from typing import Any
 import jsonschema
 
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_name
+from plait._kube import idempotency
 from plait._kube.client import JSON, Kube
-from plait._kube.models import API_VERSION, FINISHED_PHASES, INSTANCES, object_name
+from plait._kube.models import API_VERSION, FINISHED_PHASES, IDEMPOTENCY_LABEL, INSTANCES, object_name
 from plait.cli.common import (
     CommandError,
     add_cluster_options,
@@ -35,7 +36,7 @@ from plait.cli.lookup import (
 from plait.cli.view import Style, instance_lines, phase_of
 from plait.errors import Conflict
 
-PHASES = ("Pending", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled")
+PHASES = ("Pending", "Queued", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled")
 EXIT_FAILED = 1  # the instance failed or was cancelled
 EXIT_NOT_FINISHED = 3  # `result` on an instance still running
 
@@ -132,6 +133,12 @@ def _register_submit(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     submit.add_argument("--ttl", type=int, metavar="SECONDS", help="delete it this long after it finishes")
     submit.add_argument("--definition-hash", metavar="HASH", help="pin a published version of the workflow")
+    submit.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="submit at most once per KEY: when an instance with this key was submitted within the operator's "
+        "window (a day by default), nothing is created and that instance is shown (or followed with --wait)",
+    )
     add_cluster_options(submit)
     add_output_option(submit, help="print the created object as json or yaml")
     submit.add_argument(
@@ -168,6 +175,11 @@ def build_instance(args: argparse.Namespace) -> JSON:
         spec["ttlSecondsAfterFinished"] = args.ttl
     if args.definition_hash:
         spec["definitionHash"] = args.definition_hash
+    if args.idempotency_key:
+        spec["idempotencyKey"] = args.idempotency_key
+    if spec.get("idempotencyKey"):
+        labels = {**(metadata.get("labels") or {}), IDEMPOTENCY_LABEL: idempotency.digest(spec["idempotencyKey"])}
+        metadata["labels"] = labels
     metadata.pop("resourceVersion", None)
     metadata.pop("uid", None)
     return {"apiVersion": API_VERSION, "kind": "WorkflowInstance", "metadata": metadata, "spec": spec}
@@ -205,8 +217,13 @@ def _submit(args: argparse.Namespace) -> int:
     body = build_instance(args)
     with session(args) as (kube, namespace):
         check_input(kube, namespace, body)
+        key = body["spec"].get("idempotencyKey")
+        first = None
+        if key:
+            listed = kube.list(INSTANCES, namespace, label_selector=idempotency.selector(key))["items"]
+            first = idempotency.first_with_key(listed, key, time.time())
         try:
-            created = kube.create(INSTANCES, body, namespace)
+            created = first if first is not None else kube.create(INSTANCES, body, namespace)
         except Conflict:
             name = body["metadata"].get("name")
             existing = get_instance(kube, namespace, str(name))
@@ -220,7 +237,11 @@ def _submit(args: argparse.Namespace) -> int:
         if args.output:
             emit(document(clean(created), args.output))
         else:
-            print(f"workflowinstance.plait.dev/{name} created", file=sys.stderr if args.wait else sys.stdout)
+            if first is None:
+                what = "created"
+            else:
+                what = f"unchanged: submitted with idempotency key {key!r} before ({phase_of(first)})"
+            print(f"workflowinstance.plait.dev/{name} {what}", file=sys.stderr if args.wait else sys.stdout)
             if not args.wait:
                 print(f"follow it: {program()} get {name} --watch", file=sys.stderr)
         if not args.wait:
@@ -337,6 +358,13 @@ def status_lines(instance: JSON, now: float) -> list[str]:
         )
     if status.get("error"):
         rows.append(("Error", status["error"]))
+    if status.get("duplicateOf"):
+        rows.append(("Duplicate of", f"{status['duplicateOf']} (idempotency key {spec.get('idempotencyKey')!r})"))
+    concurrency = status.get("concurrency") or {}
+    if concurrency:
+        group = f"key {concurrency['key']!r}" if concurrency.get("key") is not None else "no key"
+        where = f", position {concurrency['position']}" if concurrency.get("position") else ""
+        rows.append(("Concurrency", f"{group}, at most {concurrency.get('maxRuns')} at once{where}"))
     for key, value in sorted((meta.get("annotations") or {}).items()):
         if key.startswith("plait.dev/"):
             rows.append(("Annotation", f"{key}={value}"))

@@ -8,6 +8,7 @@ import logging
 import signal
 from contextlib import suppress
 
+from plait._kube.idempotency import DEFAULT_WINDOW_SECONDS
 from plait._kube.models import DEFAULT_MAX_PAYLOAD_BYTES
 from plait.cli.common import add_cluster_options, connect, namespace_of
 
@@ -46,6 +47,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=DEFAULT_MAX_PAYLOAD_BYTES,
         help="inline payload limit (default 256 KiB)",
     )
+    operator.add_argument(
+        "--idempotency-window", type=float, default=DEFAULT_WINDOW_SECONDS, metavar="SECONDS",
+        help="an instance with the spec.idempotencyKey of one created this recently does not run: it points at "
+        "that one (default 86400, a day)",
+    )  # fmt: skip
     operator.add_argument(
         "--lease-grace", type=float, default=2.0, help="seconds past a task lease before it counts as lost"
     )
@@ -109,6 +115,7 @@ def _operator(args: argparse.Namespace) -> int:
         max_payload_bytes=args.max_payload_bytes,
         default_ttl_seconds=args.default_ttl,
         lease_grace_seconds=args.lease_grace,
+        idempotency_window_seconds=args.idempotency_window,
         leader_election=not args.no_leader_election,
         leader_lease_name=args.leader_lease_name,
         leader_namespace=args.leader_namespace or os.environ.get("POD_NAMESPACE") or connection.namespace,

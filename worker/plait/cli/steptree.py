@@ -26,6 +26,7 @@ from plait._core.definition import (
     TaskNode,
     parts,
 )
+from plait._kube.models import HELD_LABEL, HELD_MESSAGE_ANNOTATION
 from plait.cli.format import compact, duration, paint, span, table
 from plait.errors import DefinitionError
 
@@ -74,6 +75,7 @@ class _Context:
     errors: Mapping[str, str]
     phase: str | None
     with_policy: bool
+    holds: Mapping[str, str] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
 
 
@@ -95,7 +97,7 @@ def step_rows(
     graph = _parse(definition)
     if graph is None:
         return [_leaf_row(step_id, "task", f"{step_id}", (), summaries, errors, phase) for step_id in summaries]
-    context = _Context(summaries, errors, phase, with_policy=not status)
+    context = _Context(summaries, errors, phase, with_policy=not status, holds=held_notes(tasks))
     rows = _sequence(context, graph.steps, ())
     # steps the summary knows but the definition does not (should not happen): show them anyway
     rows += [_leaf_row(i, "task", i, (), summaries, errors, phase) for i in summaries if i not in context.seen]
@@ -127,6 +129,18 @@ def last_errors(tasks: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {step: text for step, (_, text) in latest.items()}
 
 
+def held_notes(tasks: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Per step: why its pending attempt is held back by flow control (``held: waiting for ...``)."""
+    notes: dict[str, str] = {}
+    for task in tasks:
+        meta = task.get("metadata") or {}
+        reason = (meta.get("labels") or {}).get(HELD_LABEL)
+        if reason and ((task.get("status") or {}).get("phase") in (None, "Pending")):
+            message = (meta.get("annotations") or {}).get(HELD_MESSAGE_ANNOTATION) or reason
+            notes[(task.get("spec") or {}).get("step", "")] = f"held: {message}"
+    return notes
+
+
 def _label(node: Node) -> str:
     if isinstance(node, TaskNode):
         return node.id
@@ -150,7 +164,11 @@ def _node(context: _Context, node: Node, guides: tuple[bool, ...]) -> list[StepR
     inner = parts(node)
     if not inner:
         row = _leaf_row(node.id, node.kind, _label(node), guides, context.summaries, context.errors, context.phase)
-        return [replace(row, note=policy(node))] if context.with_policy else [row]
+        if context.with_policy:
+            return [replace(row, note=policy(node))]
+        if node.id in context.holds and row.state in ACTIVE:
+            row = replace(row, note="; ".join(filter(None, (row.note, context.holds[node.id]))))
+        return [row]
     # A route's key and a fork's join show as single steps; a group whose only step has the group's
     # name (fork branches of one task) or no name of its own (loop and child bodies) shows its
     # steps directly; the other groups (branches) get a row of their own.
@@ -288,7 +306,15 @@ def policy(node: Node) -> str:
         parts.append(f"queue {node.queue}")
     if isinstance(node, TaskNode) and node.priority is not None:
         parts.append(f"priority {node.priority}")
+    if isinstance(node, TaskNode) and node.concurrency is not None:
+        parts.append(f"concurrency {node.concurrency.max_runs}" + _per(node.concurrency.key))
+    if isinstance(node, TaskNode) and node.rate_limit is not None:
+        parts.append(f"rate {node.rate_limit.limit}" + _per(node.rate_limit.key))
     return ", ".join(parts)
+
+
+def _per(key: str | None) -> str:
+    return f" per {key}" if key else ""
 
 
 def tree_prefix(guides: tuple[bool, ...], fancy: bool = True) -> str:

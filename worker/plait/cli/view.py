@@ -24,6 +24,7 @@ PHASE_COLOURS = {
     "Waiting": "blue",
     "Running": "cyan",
     "Pending": "dim",
+    "Queued": "dim",
 }
 
 
