@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from plait._backoff import Backoff
 from plait._kube.client import JSON, AsyncKube
 from plait._kube.models import (
     CANCEL_ANNOTATION,
@@ -114,13 +115,13 @@ class ScheduleActor:
             await self._runner
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 10.0)
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 await self._reconcile()
-                backoff = 0.2
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Conflict:
@@ -128,9 +129,9 @@ class ScheduleActor:
                 if self.body is not None:
                     self.poke()
             except Exception:
-                log.exception("reconcile failed schedule=%s/%s; retrying in %.1fs", self.namespace, self.name, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                delay = backoff.next()
+                log.exception("reconcile failed schedule=%s/%s; retrying in %.1fs", self.namespace, self.name, delay)
+                await backoff.wait(delay)
                 self.poke()
 
     async def _fresh(self) -> JSON | None:
