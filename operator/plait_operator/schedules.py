@@ -39,6 +39,7 @@ from plait._kube.schedules import owned_by, run_body, runs_selector, tick_of
 from plait._scheduling.cron import Cron, InvalidSchedule
 from plait._scheduling.planning import Plan, Policy, Skip, decided_until, plan, recent
 from plait.errors import ClusterError, Conflict, NotFound
+from plait_operator.instances import newer
 from plait_operator.metrics import ScheduleMetrics
 from plait_operator.status import condition, merge_conditions
 from plait_operator.store import Store
@@ -98,9 +99,7 @@ class ScheduleActor:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"schedule {namespace}/{name}")
 
     def observe(self, body: JSON) -> None:
-        if self.body is None or int(body["metadata"]["resourceVersion"]) > int(
-            self.body["metadata"]["resourceVersion"]
-        ):
+        if newer(body, self.body):
             self.body = body
             self.poke()
 
