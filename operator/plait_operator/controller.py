@@ -131,9 +131,7 @@ class Controller:
         reads its finished checkpoint and retires again.
         """
         key = (actor.namespace, actor.name)
-        if self.actors.get(key) is actor:
-            del self.actors[key]
-            self.spawn(actor.close())
+        self.forget(actor)
         if actor.body is not None:
             self._retired[key] = revision(actor.body)
         previous = self._ttl_timers.pop(key, None)
@@ -153,7 +151,8 @@ class Controller:
         await self.store.delete_instance(*key)
 
     def forget(self, actor: InstanceActor) -> None:
-        """Drop an actor whose instance does not exist (it was made for a stray task or signal)."""
+        """Drop and close ``actor``, if it is still its instance's: a retired one, or one whose
+        instance does not exist (it was made for a stray task or signal)."""
         if self.actors.get((actor.namespace, actor.name)) is actor:
             del self.actors[(actor.namespace, actor.name)]
             self.spawn(actor.close())
@@ -289,12 +288,9 @@ class Controller:
 
     def instance_phase(self, actor: InstanceActor, workflow: str, phase: str) -> None:
         key = (actor.namespace, actor.name)
-        previous = self._phases.get(key)
-        if previous == (workflow, phase):
+        if self._phases.get(key) == (workflow, phase):
             return
-        if previous is not None:
-            self._phase_counts[previous] -= 1
-            self.metrics.instances.labels(*previous).set(self._phase_counts[previous])
+        self._forget_phase(key)
         self._phases[key] = (workflow, phase)
         self._phase_counts[(workflow, phase)] += 1
         self.metrics.instances.labels(workflow, phase).set(self._phase_counts[(workflow, phase)])

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from plait._backoff import Backoff
 from plait._kube.client import JSON, AsyncKube
 from plait._kube.models import (
     CANCEL_ANNOTATION,
@@ -38,6 +39,7 @@ from plait._kube.schedules import owned_by, run_body, runs_selector, tick_of
 from plait._scheduling.cron import Cron, InvalidSchedule
 from plait._scheduling.planning import Plan, Policy, Skip, decided_until, plan, recent
 from plait.errors import ClusterError, Conflict, NotFound
+from plait_operator.instances import newer
 from plait_operator.metrics import ScheduleMetrics
 from plait_operator.status import condition, merge_conditions
 from plait_operator.store import Store
@@ -97,9 +99,7 @@ class ScheduleActor:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"schedule {namespace}/{name}")
 
     def observe(self, body: JSON) -> None:
-        if self.body is None or int(body["metadata"]["resourceVersion"]) > int(
-            self.body["metadata"]["resourceVersion"]
-        ):
+        if newer(body, self.body):
             self.body = body
             self.poke()
 
@@ -114,13 +114,13 @@ class ScheduleActor:
             await self._runner
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 10.0)
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 await self._reconcile()
-                backoff = 0.2
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Conflict:
@@ -128,9 +128,9 @@ class ScheduleActor:
                 if self.body is not None:
                     self.poke()
             except Exception:
-                log.exception("reconcile failed schedule=%s/%s; retrying in %.1fs", self.namespace, self.name, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                delay = backoff.next()
+                log.exception("reconcile failed schedule=%s/%s; retrying in %.1fs", self.namespace, self.name, delay)
+                await backoff.wait(delay)
                 self.poke()
 
     async def _fresh(self) -> JSON | None:

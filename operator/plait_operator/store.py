@@ -175,25 +175,18 @@ class Store:
         return items
 
     async def add_finalizer(self, instance: JSON) -> JSON:
-        meta = instance["metadata"]
-        finalizers = [*meta.get("finalizers", []), FINALIZER]
-        return await self.kube.patch(
-            INSTANCES,
-            meta["name"],
-            {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
-            meta["namespace"],
-        )
+        return await self._set_finalizers(instance, [*instance["metadata"].get("finalizers", []), FINALIZER])
 
     async def remove_finalizer(self, instance: JSON) -> None:
-        meta = instance["metadata"]
-        finalizers = [f for f in meta.get("finalizers", []) if f != FINALIZER]
+        finalizers = [f for f in instance["metadata"].get("finalizers", []) if f != FINALIZER]
         with contextlib.suppress(NotFound):
-            await self.kube.patch(
-                INSTANCES,
-                meta["name"],
-                {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
-                meta["namespace"],
-            )
+            await self._set_finalizers(instance, finalizers)
+
+    async def _set_finalizers(self, instance: JSON, finalizers: list[str]) -> JSON:
+        """Replace the instance's finalizers, fenced by the version it was read at."""
+        meta = instance["metadata"]
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        return await self.kube.patch(INSTANCES, meta["name"], patch, meta["namespace"])
 
     async def delete_tasks(self, namespace: str, instance_uid: str) -> None:
         """Delete an instance's tasks in one request (the garbage collector would take one request

@@ -22,8 +22,6 @@ from plait._devenv.binaries import Binaries, find_binaries
 from plait._devenv.controlplane import ControlPlane, ProcessRecord, _alive, _tail, _terminate, spawn
 from plait._devenv.node import Node, check_machine, node_address
 
-DEFAULT_NAMESPACE = "default"
-
 
 def default_directory() -> Path:
     explicit = os.environ.get("PLAIT_DEV_DIR")

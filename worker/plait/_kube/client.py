@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -54,7 +54,6 @@ class Resource:
 
 
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
-EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
 CORE_EVENTS = Resource("", "v1", "events", "Event")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False)
@@ -112,19 +111,6 @@ def _params(**values: Any) -> dict[str, str]:
     return {k: str(v) for k, v in values.items() if v is not None}
 
 
-class _Requests:
-    """Builds requests the same way for both clients."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def headers(self, content_type: str | None = None) -> list[tuple[str, str]]:
-        headers = list(self.connection.headers().items()) + self.connection.impersonation_headers()
-        if content_type:
-            headers.append(("Content-Type", content_type))
-        return headers
-
-
 @dataclass(frozen=True)
 class _Call:
     """One request, built the same way for both clients."""
@@ -136,63 +122,11 @@ class _Call:
     content_type: str | None = None
 
 
-def _get(resource: Resource, name: str, namespace: str | None) -> _Call:
-    return _Call("GET", resource.path(namespace, name))
-
-
-def _list(
-    resource: Resource, namespace: str | None, label_selector: str | None, field_selector: str | None, limit: int | None
-) -> _Call:
-    params = _params(labelSelector=label_selector, fieldSelector=field_selector, limit=limit)
-    return _Call("GET", resource.path(namespace), params)
-
-
-def _create(resource: Resource, body: JSON, namespace: str | None, dry_run: bool) -> _Call:
-    params = _params(dryRun="All" if dry_run else None)
-    return _Call("POST", resource.path(namespace), params, encode(body), "application/json")
-
-
-def _patch(
-    resource: Resource,
-    name: str,
-    patch: Any,
-    namespace: str | None,
-    subresource: str | None,
-    patch_type: PatchType,
-    field_manager: str | None,
-    force: bool | None,
-) -> _Call:
-    params = _params(fieldManager=field_manager, force="true" if force else None)
-    path = resource.path(namespace, name, subresource)
-    return _Call("PATCH", path, params, encode(patch), _PATCH_CONTENT_TYPES[patch_type])
-
-
-def _delete(
-    resource: Resource,
-    name: str | None,
-    namespace: str | None,
-    propagation: str | None,
-    label_selector: str | None = None,
-) -> _Call:
-    """One object (``name``), or every object ``label_selector`` picks (deletecollection)."""
+def _delete(path: str, propagation: str | None, params: dict[str, str] | None = None) -> _Call:
     options: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
     if propagation:
         options["propagationPolicy"] = propagation
-    params = _params(labelSelector=label_selector)
-    return _Call("DELETE", resource.path(namespace, name), params, encode(options), "application/json")
-
-
-def _watch_params(
-    resource_version: str | None, label_selector: str | None, field_selector: str | None, timeout_seconds: int
-) -> dict[str, str]:
-    return _params(
-        watch="true",
-        allowWatchBookmarks="true",
-        resourceVersion=resource_version,
-        labelSelector=label_selector,
-        fieldSelector=field_selector,
-        timeoutSeconds=timeout_seconds,
-    )
+    return _Call("DELETE", path, params, encode(options), "application/json")
 
 
 def _decode_watch_line(line: str) -> WatchEvent | None:
@@ -208,17 +142,30 @@ def _decode_watch_line(line: str) -> WatchEvent | None:
 
 
 R = TypeVar("R")
+W = TypeVar("W")
 
 
-class _Verbs(Generic[R]):
+class _Verbs(Generic[R, W]):
     """The API verbs, once for both clients: each builds its request and hands it to ``_call``,
-    which returns the object (:class:`Kube`) or a coroutine of it (:class:`AsyncKube`)."""
+    which returns the object (:class:`Kube`) or a coroutine of it (:class:`AsyncKube`), or to
+    ``_watch``, which returns an iterator or an async iterator of the watch's events."""
+
+    connection: Connection
 
     def _call(self, call: _Call) -> R:
         raise NotImplementedError
 
+    def _watch(self, call: _Call, timeout_seconds: int) -> W:
+        raise NotImplementedError
+
+    def _headers(self, content_type: str | None = None) -> list[tuple[str, str]]:
+        headers = list(self.connection.headers().items()) + self.connection.impersonation_headers()
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        return headers
+
     def get(self, resource: Resource, name: str, namespace: str | None = None) -> R:
-        return self._call(_get(resource, name, namespace))
+        return self._call(_Call("GET", resource.path(namespace, name)))
 
     def list(
         self,
@@ -229,10 +176,12 @@ class _Verbs(Generic[R]):
         field_selector: str | None = None,
         limit: int | None = None,
     ) -> R:
-        return self._call(_list(resource, namespace, label_selector, field_selector, limit))
+        params = _params(labelSelector=label_selector, fieldSelector=field_selector, limit=limit)
+        return self._call(_Call("GET", resource.path(namespace), params))
 
     def create(self, resource: Resource, body: JSON, namespace: str | None = None, *, dry_run: bool = False) -> R:
-        return self._call(_create(resource, body, namespace, dry_run))
+        params = _params(dryRun="All" if dry_run else None)
+        return self._call(_Call("POST", resource.path(namespace), params, encode(body), "application/json"))
 
     def patch(
         self,
@@ -246,18 +195,41 @@ class _Verbs(Generic[R]):
         field_manager: str | None = None,
         force: bool | None = None,
     ) -> R:
-        return self._call(_patch(resource, name, patch, namespace, subresource, patch_type, field_manager, force))
+        params = _params(fieldManager=field_manager, force="true" if force else None)
+        path = resource.path(namespace, name, subresource)
+        return self._call(_Call("PATCH", path, params, encode(patch), _PATCH_CONTENT_TYPES[patch_type]))
 
     def delete(
         self, resource: Resource, name: str, namespace: str | None = None, *, propagation: str | None = None
     ) -> R:
-        return self._call(_delete(resource, name, namespace, propagation))
+        return self._call(_delete(resource.path(namespace, name), propagation))
 
     def delete_collection(self, resource: Resource, namespace: str, *, label_selector: str) -> R:
-        return self._call(_delete(resource, None, namespace, "Background", label_selector))
+        """Every object ``label_selector`` picks (deletecollection)."""
+        return self._call(_delete(resource.path(namespace), "Background", _params(labelSelector=label_selector)))
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> W:
+        params = _params(
+            watch="true",
+            allowWatchBookmarks="true",
+            resourceVersion=resource_version,
+            labelSelector=label_selector,
+            fieldSelector=field_selector,
+            timeoutSeconds=timeout_seconds,
+        )
+        return self._watch(_Call("GET", resource.path(namespace), params), timeout_seconds)
 
 
-class AsyncKube(_Verbs[Coroutine[Any, Any, JSON]]):
+class AsyncKube(_Verbs[Coroutine[Any, Any, JSON], AsyncGenerator[WatchEvent, None]]):
     """Async client on aiohttp, for the operator's and the workers' hot paths.
 
     (httpx's connection pool scans every connection on every request; under load that cost the
@@ -267,7 +239,6 @@ class AsyncKube(_Verbs[Coroutine[Any, Any, JSON]]):
 
     def __init__(self, connection: Connection, *, timeout: float = 30.0, max_connections: int = 100) -> None:
         self.connection = connection
-        self._requests = _Requests(connection)
         self._ssl = connection.ssl_context()
         # Bounds on the connect and on silence from the server, none on the whole request: waiting
         # for a free pooled connection is back-pressure, not an error.
@@ -295,66 +266,41 @@ class AsyncKube(_Verbs[Coroutine[Any, Any, JSON]]):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        content_type: str | None = None,
-    ) -> JSON:
+    async def _call(self, call: _Call) -> JSON:
         for attempt in range(_ATTEMPTS):
             try:
                 async with self._http.request(
-                    method,
-                    self.connection.server + path,
-                    params=params,
-                    data=body,
-                    headers=self._requests.headers(content_type),
+                    call.method,
+                    self.connection.server + call.path,
+                    params=call.params,
+                    data=call.body,
+                    headers=self._headers(call.content_type),
                 ) as response:
                     payload = await response.read()
                     if response.status == 429 and attempt < _ATTEMPTS - 1:
                         await asyncio.sleep(_retry_after(response.headers.get("Retry-After")))
                         continue
                     if response.status >= 400:
-                        raise _error_of(method, path, response.status, response.reason or "", payload)
+                        raise _error_of(call.method, call.path, response.status, response.reason or "", payload)
                     break
             except aiohttp.ServerDisconnectedError as error:
-                if method != "GET" or attempt:  # a reused connection the server had closed: reads retry once
+                if call.method != "GET" or attempt:  # a reused connection the server had closed: reads retry once
                     raise _unreachable(self.connection, error) from error
             except (aiohttp.ClientError, TimeoutError) as error:
                 raise _unreachable(self.connection, error) from error
         result: JSON = json.loads(payload)
         return result
 
-    async def _call(self, call: _Call) -> JSON:
-        return await self._send(
-            call.method, call.path, params=call.params, body=call.body, content_type=call.content_type
-        )
-
-    async def watch(
-        self,
-        resource: Resource,
-        namespace: str | None = None,
-        *,
-        resource_version: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        timeout_seconds: int = 300,
-    ) -> AsyncGenerator[WatchEvent, None]:
-        params = _watch_params(resource_version, label_selector, field_selector, timeout_seconds)
+    async def _watch(self, call: _Call, timeout_seconds: int) -> AsyncGenerator[WatchEvent, None]:
         try:
             async with self._http.get(
-                self.connection.server + resource.path(namespace),
-                params=params,
-                headers=self._requests.headers(),
+                self.connection.server + call.path,
+                params=call.params,
+                headers=self._headers(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=timeout_seconds + 30),
             ) as response:
                 if response.status >= 400:
-                    raise _error_of(
-                        "GET", resource.path(namespace), response.status, response.reason or "", await response.read()
-                    )
+                    raise _error_of("GET", call.path, response.status, response.reason or "", await response.read())
                 pending = b""
                 async for chunk in response.content.iter_any():  # lines can exceed aiohttp's line limit
                     pending += chunk
@@ -368,18 +314,15 @@ class AsyncKube(_Verbs[Coroutine[Any, Any, JSON]]):
 
     async def raw(self, method: str, path: str) -> tuple[int, str]:
         """An arbitrary request, e.g. the API server's ``/metrics``: (status, body text)."""
-        async with self._http.request(
-            method, self.connection.server + path, headers=self._requests.headers()
-        ) as response:
+        async with self._http.request(method, self.connection.server + path, headers=self._headers()) as response:
             return response.status, await response.text()
 
 
-class Kube(_Verbs[JSON]):
+class Kube(_Verbs[JSON, Iterator[WatchEvent]]):
     """Sync client with the same verbs as :class:`AsyncKube`, for the CLI and tests."""
 
     def __init__(self, connection: Connection, *, timeout: float = 30.0) -> None:
         self.connection = connection
-        self._requests = _Requests(connection)
         self._http = httpx.Client(
             base_url=connection.server, verify=connection.ssl_context(), timeout=httpx.Timeout(timeout, connect=5.0)
         )
@@ -393,26 +336,22 @@ class Kube(_Verbs[JSON]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        content_type: str | None = None,
-    ) -> JSON:
+    def _call(self, call: _Call) -> JSON:
         for attempt in range(_ATTEMPTS):
             try:
                 response = self._http.request(
-                    method, path, params=params, content=body, headers=self._requests.headers(content_type)
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.body,
+                    headers=self._headers(call.content_type),
                 )
                 if response.status_code == 429 and attempt < _ATTEMPTS - 1:
                     time.sleep(_retry_after(response.headers.get("Retry-After")))
                     continue
                 break
             except httpx.RemoteProtocolError as error:
-                if method != "GET" or attempt:  # a reused connection the server had closed: reads retry once
+                if call.method != "GET" or attempt:  # a reused connection the server had closed: reads retry once
                     raise _unreachable(self.connection, error) from error
             except httpx.TransportError as error:
                 raise _unreachable(self.connection, error) from error
@@ -421,25 +360,12 @@ class Kube(_Verbs[JSON]):
         result: JSON = response.json()
         return result
 
-    def _call(self, call: _Call) -> JSON:
-        return self._send(call.method, call.path, params=call.params, body=call.body, content_type=call.content_type)
-
-    def watch(
-        self,
-        resource: Resource,
-        namespace: str | None = None,
-        *,
-        resource_version: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        timeout_seconds: int = 300,
-    ) -> Iterator[WatchEvent]:
-        params = _watch_params(resource_version, label_selector, field_selector, timeout_seconds)
+    def _watch(self, call: _Call, timeout_seconds: int) -> Iterator[WatchEvent]:
         with self._http.stream(
             "GET",
-            resource.path(namespace),
-            params=params,
-            headers=self._requests.headers(),
+            call.path,
+            params=call.params,
+            headers=self._headers(),
             timeout=httpx.Timeout(timeout_seconds + 30, connect=5.0),
         ) as response:
             if response.status_code >= 400:
@@ -451,4 +377,4 @@ class Kube(_Verbs[JSON]):
                     yield event
 
     def raw(self, method: str, path: str) -> httpx.Response:
-        return self._http.request(method, path, headers=self._requests.headers())
+        return self._http.request(method, path, headers=self._headers())

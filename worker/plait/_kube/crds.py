@@ -32,13 +32,14 @@ from plait._kube.models import (
 JSON = dict[str, Any]
 _KEPT = ("description", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "format", "minItems")
 
+_AGE_COLUMN: JSON = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+# Each kind's columns for `kubectl get`, before the Age column every kind ends with.
 _PRINTER_COLUMNS: dict[str, list[JSON]] = {
     "WorkflowInstance": [
         {"name": "Workflow", "type": "string", "jsonPath": ".spec.workflow"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Step", "type": "string", "jsonPath": ".status.currentStep"},
         {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     "WorkflowTask": [
         {"name": "Instance", "type": "string", "jsonPath": ".spec.instance"},
@@ -47,19 +48,16 @@ _PRINTER_COLUMNS: dict[str, list[JSON]] = {
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Holder", "type": "string", "jsonPath": ".status.claim.holder"},
         {"name": "Held", "type": "string", "jsonPath": ".metadata.labels.plait\\.dev/held"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     "WorkflowDefinition": [
         {"name": "Workflow", "type": "string", "jsonPath": ".spec.workflow"},
         {"name": "Queue", "type": "string", "jsonPath": ".spec.queue"},
         {"name": "Hash", "type": "string", "jsonPath": ".spec.hash", "priority": 1},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     "WorkflowSignal": [
         {"name": "Instance", "type": "string", "jsonPath": ".spec.instance"},
         {"name": "Signal", "type": "string", "jsonPath": ".spec.name"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     "WorkflowSchedule": [
         {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
@@ -68,7 +66,6 @@ _PRINTER_COLUMNS: dict[str, list[JSON]] = {
         {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime"},
         {"name": "Last", "type": "date", "jsonPath": ".status.lastScheduleTime"},
         {"name": "Active", "type": "string", "jsonPath": ".status.active[*].name"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
 }
 
@@ -180,7 +177,7 @@ def crd(model: type[KubeObject]) -> JSON:
         "served": True,
         "storage": True,
         "schema": {"openAPIV3Schema": _schema(model)},
-        "additionalPrinterColumns": _PRINTER_COLUMNS[kind],
+        "additionalPrinterColumns": [*_PRINTER_COLUMNS[kind], _AGE_COLUMN],
     }
     if "status" in model.model_fields:
         version["subresources"] = {"status": {}}

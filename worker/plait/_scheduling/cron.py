@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -114,7 +114,3 @@ def _zone(name: str | None) -> ZoneInfo:
         raise InvalidSchedule(
             "InvalidTimeZone", f"spec.timeZone {name!r} is not an IANA time zone (such as Europe/Berlin or UTC)"
         ) from error
-
-
-def utc(moment: float) -> datetime:
-    return datetime.fromtimestamp(moment, UTC)

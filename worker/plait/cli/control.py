@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
 from plait._client.objects import signal_body
 from plait._kube.client import JSON, Kube
@@ -51,10 +52,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_output_option(signal, help="print the created WorkflowSignal as json or yaml")
     signal.set_defaults(handler=_signal)
 
-    for verb, text in (
-        ("pause", "pause an instance at the next task boundary (running tasks finish first)"),
-        ("cancel", "cancel an instance: no new steps start and running tasks are asked to stop"),
-    ):
+    for verb, key, wanted, text in (
+        ("pause", PAUSE_ANNOTATION, "Paused", "pause an instance at the next task boundary (running tasks finish first)"),
+        ("cancel", CANCEL_ANNOTATION, "Cancelled", "cancel an instance: no new steps start and running tasks are asked to stop"),
+    ):  # fmt: skip
         parser = commands.add_parser(
             verb,
             help=text,
@@ -64,14 +65,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         )
         add_instance_argument(parser)
         parser.add_argument("--reason", default="", help="why (shown in status, conditions and Events)")
-        parser.add_argument(
-            "--wait",
-            action="store_true",
-            help=f"wait until the instance is {'Paused' if verb == 'pause' else 'Cancelled'}",
-        )
+        parser.add_argument("--wait", action="store_true", help=f"wait until the instance is {wanted}")
         parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="with --wait (default 60)")
         add_cluster_options(parser)
-        parser.set_defaults(handler=_pause if verb == "pause" else _cancel)
+        parser.set_defaults(handler=partial(_request, key=key, wanted=wanted, verb=verb))
 
     resume = commands.add_parser(
         "resume",
@@ -146,14 +143,6 @@ def _request(args: argparse.Namespace, key: str, wanted: str, verb: str) -> int:
             raise timed_out(args.instance, outcome, wanted)
         emit(f"{args.instance} is {phase_of(outcome.instance)}")
     return 0
-
-
-def _pause(args: argparse.Namespace) -> int:
-    return _request(args, PAUSE_ANNOTATION, "Paused", "pause")
-
-
-def _cancel(args: argparse.Namespace) -> int:
-    return _request(args, CANCEL_ANNOTATION, "Cancelled", "cancel")
 
 
 def _resume(args: argparse.Namespace) -> int:

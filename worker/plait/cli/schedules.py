@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 from datetime import datetime
+from functools import partial
 
 from plait._kube.client import JSON, Kube
 from plait._kube.models import FINISHED_PHASES, INSTANCES, SCHEDULES, parse_rfc3339
@@ -74,7 +75,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         )  # fmt: skip
         toggle.add_argument("name", metavar="NAME", help="WorkflowSchedule name")
         add_cluster_options(toggle)
-        toggle.set_defaults(handler=_suspend if value else _resume)
+        toggle.set_defaults(handler=partial(_set_suspend, value=value))
 
     backfill = verbs.add_parser(
         "backfill", help="start one run per tick of the schedule in a past time range (idempotent)",
@@ -249,14 +250,6 @@ def _get(args: argparse.Namespace) -> int:
 
 
 # -- acting ----------------------------------------------------------------------------------------
-
-
-def _suspend(args: argparse.Namespace) -> int:
-    return _set_suspend(args, True)
-
-
-def _resume(args: argparse.Namespace) -> int:
-    return _set_suspend(args, False)
 
 
 def _set_suspend(args: argparse.Namespace, value: bool) -> int:

@@ -64,10 +64,6 @@ class StepRow:
     error: str = ""  # the last failed attempt, when it matters (also part of ``note``)
     leaf: bool = True
 
-    @property
-    def depth(self) -> int:
-        return len(self.guides)
-
 
 @dataclass
 class _Context:

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plait._kube.models import FINISHED_PHASES
 from plait.cli.common import program
 from plait.cli.format import age, duration, paint, span
 from plait.cli.steptree import StepRow, render_rows, step_rows
@@ -36,10 +35,6 @@ class Style:
 
 def phase_of(instance: Mapping[str, Any]) -> str:
     return str((instance.get("status") or {}).get("phase") or "Pending")
-
-
-def finished(instance: Mapping[str, Any]) -> bool:
-    return phase_of(instance) in FINISHED_PHASES
 
 
 def progress_bar(progress: str | None, width: int = 20, fancy: bool = True) -> str:
