@@ -482,8 +482,9 @@ class InstanceActor:
                 ],
             ),
         }
-        self.body = await self.host.store.write_status(body, update)
+        # the Event first, so a reader of the Failed status finds it (as the schedule controller does)
         await self.host.store.post_event(body, invalid.reason, invalid.message, warning=True)
+        self.body = await self.host.store.write_status(body, update)
         self.host.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Failed")
         await self._reject_signals(f"instance {self.name} did not start: {invalid.message}")
 
