@@ -378,11 +378,12 @@ def test_a_bad_schedule_or_time_zone_is_reported_and_runs_nothing(
 
 
 def test_a_run_the_api_server_refuses_is_recorded_failed_to_start(kube: Kube, e2e: str, operator: PlaitProcess) -> None:
-    tick = tick_in(2)
+    # far enough ahead that the operator has found the new namespace and the schedule before it
+    tick = tick_in(6)
     create_schedule(kube, e2e, "refused", daily_at(tick), instanceTemplate={"labels": {"team": "not a label value!"}})
     ready = wait_for(
         lambda: next((c for c in status(kube, e2e, "refused").get("conditions") or [] if c["reason"] == "FailedCreate"), None),
-        timeout=20, what="the FailedCreate condition",
+        timeout=30, what="the FailedCreate condition",
     )  # fmt: skip
     assert ready["status"] == "False" and "could not start the run for" in ready["message"]
     assert skipped(kube, e2e, "refused") == [("FailedToStart", tick, tick)]
