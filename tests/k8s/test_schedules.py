@@ -383,7 +383,7 @@ def test_a_run_the_api_server_refuses_is_recorded_failed_to_start(kube: Kube, e2
     create_schedule(kube, e2e, "refused", daily_at(tick), instanceTemplate={"labels": {"team": "not a label value!"}})
     ready = wait_for(
         lambda: next((c for c in status(kube, e2e, "refused").get("conditions") or [] if c["reason"] == "FailedCreate"), None),
-        timeout=30, what="the FailedCreate condition",
+        timeout=60, what="the FailedCreate condition",  # a loaded CI operator may find the namespace late
     )  # fmt: skip
     assert ready["status"] == "False" and "could not start the run for" in ready["message"]
     assert skipped(kube, e2e, "refused") == [("FailedToStart", tick, tick)]
