@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from plait._backoff import Backoff
 from plait._core.definition import Definition
 from plait._core.events import TaskFailed, TaskLost, TaskSucceeded, TaskTimedOut
 from plait._core.snapshot import Snapshot
@@ -147,8 +148,18 @@ class Controller:
         self.spawn(self._delete(key, uid))
 
     async def _delete(self, key: tuple[str, str], uid: str) -> None:
-        await self.store.delete_tasks(key[0], uid)
-        await self.store.delete_instance(*key)
+        """Delete an expired instance and its tasks, retrying while the API server fails: nothing
+        else would ever delete it."""
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            try:
+                await self.store.delete_tasks(key[0], uid)
+                await self.store.delete_instance(*key)
+                return
+            except ClusterError as error:
+                delay = backoff.next()
+                log.warning("could not delete expired instance=%s/%s yet (%s); retrying in %.1fs", *key, error, delay)
+                await backoff.wait(delay)
 
     def forget(self, actor: InstanceActor) -> None:
         """Drop and close ``actor``, if it is still its instance's: a retired one, or one whose

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait._backoff import Backoff
 from plait._core.flowcontrol import Concurrency, RateLimit
 from plait._kube.client import JSON
 from plait._kube.models import (
@@ -562,16 +563,16 @@ class TaskGate:
 
     async def _let_through(self, key: tuple[str, str], limits: TaskLimits) -> None:
         """Remove the hold; until that is written the task keeps its slot (never one too many)."""
-        delay = 0.2
+        backoff = Backoff(0.2, 5.0)
         while key in self._slots:
             try:
                 if not await self._admit_write(*key):  # gone
                     self._finished(key, limits)
                 return
             except Exception as error:
+                delay = backoff.next()
                 log.warning("could not let task=%s/%s through yet (%s); retrying in %.1fs", *key, error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.wait(delay)
 
     def namespaces_waiting(self) -> set[str]:
         """Namespaces where tasks are held (what :meth:`audit` is worth a list request for)."""
