@@ -261,13 +261,13 @@ class InstanceActor:
                 return
             if spec.get("idempotencyKey") and not await self._first_of_its_key(body):
                 return
-            body = self.body or body
+            body = self.body or body  # the newest seen: an annotation may have come during the awaits
             if definition.concurrency is not None and not await self._admitted(body, definition):
                 return
-            if FINALIZER not in (meta.get("finalizers") or []):
+            if FINALIZER not in (body["metadata"].get("finalizers") or []):
                 body = self.body = _slim(await host.store.add_finalizer(body))
             snapshot = new_snapshot(definition, self.name)
-            annotations = meta.get("annotations") or {}
+            annotations = body["metadata"].get("annotations") or {}
             if PAUSE_ANNOTATION in annotations and CANCEL_ANNOTATION not in annotations:  # paused before it started
                 snapshot.paused = requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
             events.append(Started(spec.get("input")))
