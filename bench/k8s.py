@@ -97,6 +97,12 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -153,6 +159,9 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def operator_cpu(self) -> float:
+        return cpu_seconds(self.operator.pid) if self.operator else 0.0
 
     def operator_metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.operator_port}/metrics", timeout=10).text
@@ -374,6 +383,7 @@ class Scenario:
     plait_writes: Counter[str]  # by "resource verb"
     step_latencies: list[float]
     dispatch_latencies: list[float]
+    operator_cpu_seconds: float
 
     @property
     def steps_per_second(self) -> float:
@@ -389,6 +399,7 @@ class Scenario:
             "seconds": round(self.seconds, 2),
             "steps_per_second": round(self.steps_per_second, 1),
             "api_writes_per_step": round(sum(self.plait_writes.values()) / self.steps, 2),
+            "operator_cpu_ms_per_step": round(self.operator_cpu_seconds * 1000 / self.steps, 2),
             "api_writes_per_step_by_kind": {
                 kind: round(count / self.steps, 2) for kind, count in sorted(self.plait_writes.items())
             },
@@ -423,6 +434,7 @@ def run_flow(
     """``count`` instances, all at once, or at most ``in_flight`` running at a time (a moderate load)."""
     before = cluster.writes()
     baseline = cluster.finished(workflow)
+    cpu_before = cluster.operator_cpu()
     started = time.monotonic()
     if in_flight is None:
         _create_instances(cluster, name, workflow, count)
@@ -438,10 +450,11 @@ def run_flow(
             time.sleep(0.05)
     _wait(lambda: cluster.finished(workflow) - baseline >= count, timeout, f"{count} {workflow} instances")
     seconds = time.monotonic() - started
+    cpu = cluster.operator_cpu() - cpu_before
     writes = _plait_writes(before, cluster.writes())
     tasks = _tasks(cluster, name)
     step_latencies = _step_latencies(tasks) if steps_each > 1 and "fanout" not in workflow else []
-    return Scenario(name, count, count * steps_each, seconds, writes, step_latencies, _dispatch_latencies(tasks))
+    return Scenario(name, count, count * steps_each, seconds, writes, step_latencies, _dispatch_latencies(tasks), cpu)
 
 
 def run_signals(cluster: Cluster, name: str, count: int, timeout: float) -> tuple[Scenario, dict[str, float]]:
@@ -450,6 +463,7 @@ def run_signals(cluster: Cluster, name: str, count: int, timeout: float) -> tupl
     baseline_finished = cluster.finished(workflow)
     baseline_waiting = cluster.waiting(workflow)
     before = cluster.writes()
+    cpu_before = cluster.operator_cpu()
     started = time.monotonic()
     _create_instances(cluster, name, workflow, count)
     _wait(lambda: cluster.waiting(workflow) - baseline_waiting >= count, timeout, f"{count} instances to wait")
@@ -468,7 +482,8 @@ def run_signals(cluster: Cluster, name: str, count: int, timeout: float) -> tupl
             claim = ((task.get("status") or {}).get("claim") or {}).get("claimedAt")
             if task["spec"]["step"] == "after" and claim and instance in sent:
                 after_signal.append(parse_rfc3339(claim) - sent[instance])
-    scenario = Scenario(name, count, count * 2, seconds, writes, after_signal, _dispatch_latencies(tasks))
+    cpu = cluster.operator_cpu() - cpu_before
+    scenario = Scenario(name, count, count * 2, seconds, writes, after_signal, _dispatch_latencies(tasks), cpu)
     extra = {
         "seconds_to_all_waiting": round(waiting_after, 2),
         "first_steps_per_second": round(count / waiting_after, 1),

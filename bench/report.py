@@ -10,6 +10,7 @@ def table(results: dict[str, Any]) -> str:
     k = results["k8s"]
     lo = results["local"]
     at = k["latency_measured_at"]
+    limited = k["limited10_saturated"]
     rows = [
         ("Kubernetes: steps/s (10-step flows, saturated)", k["steps_per_second"], ">= 100"),
         (
@@ -28,6 +29,13 @@ def table(results: dict[str, Any]) -> str:
         (
             "  steps/s as a share of the ceiling's writes/s",
             round(k["steps_per_second"] / k["raw_ceiling_writes_per_second"], 3),
+            "",
+        ),
+        ("  operator CPU per step (ms)", k["linear10_saturated"]["operator_cpu_ms_per_step"], ""),
+        (
+            "  with flow control limits that never bind: steps/s, CPU ratio",
+            f"{limited['steps_per_second']}, "
+            f"{round(limited['operator_cpu_ms_per_step'] / k['linear10_saturated']['operator_cpu_ms_per_step'], 2)}",
             "",
         ),
         ("  fan-out 50: steps/s", k["fanout50"]["steps_per_second"], ""),

@@ -4,29 +4,25 @@ pointed at it, and the waits the tests share."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plait._devenv.binaries import find_binaries
 from plait._devenv.controlplane import ControlPlane
 from plait._devenv.node import Node
 from plait._kube.client import Kube, Resource
 from plait._kube.connection import load_connection
 from tests.k8s.support import wait_for as k8s_wait_for
+from tests.ops.support import run
+from tests.ops.support import tool as tool_path
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "plait"
 RELEASE, NAMESPACE = "plait", "plait"
 PODS = Resource("", "v1", "pods", "Pod")
 WORKER_POOL = "plait-worker-examples"  # the Deployment of examples/helm-values.yaml's pool
-# helm keeps caches and settings in $HOME by default; the tests keep theirs apart
-_HELM_HOME = Path(tempfile.gettempdir()) / "plait-tests-helm"
-_HELM_ENV = {f"HELM_{kind}_HOME": str(_HELM_HOME / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
 
 
 @dataclass
@@ -37,14 +33,7 @@ class NodeCluster:
     def run(
         self, tool: str, *args: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **_HELM_ENV, "KUBECONFIG": str(self.plane.kubeconfig)}
-        command = [str(find_binaries().path(tool)), *args]
-        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=300, env=env, check=False)
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"{tool} {' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}"
-            )
-        return result
+        return run([tool_path(tool), *args], stdin=stdin, check=check, kubeconfig=self.plane.kubeconfig, timeout=300)
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("helm", *args, check=check)

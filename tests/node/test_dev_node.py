@@ -42,6 +42,7 @@ def test_up_node_down_leaves_the_host_as_it_was(tmp_path: Path) -> None:
         second = plait(tmp_path / "other", "up", "--node")
         assert second.returncode != 0
         assert "already runs on this machine" in second.stderr and str(tmp_path / "dev") in second.stderr
+        assert plait(tmp_path / "other", "status").returncode == 1, "a refused node starts nothing"
         assert read_host().differences(before), "a running node changes the host (or this test checks nothing)"
     finally:
         down = plait(tmp_path / "dev", "down")

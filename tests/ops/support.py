@@ -41,9 +41,16 @@ _HELM_HOME = Path(tempfile.gettempdir()) / "plait-tests-helm"
 _HELM_ENV = {f"HELM_{kind}_HOME": str(_HELM_HOME / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
 
 
-def run(args: list[str], *, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **_HELM_ENV}
-    result = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=120, check=False, env=env)
+def run(
+    args: list[str],
+    *,
+    stdin: str | None = None,
+    check: bool = True,
+    kubeconfig: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **_HELM_ENV, **({"KUBECONFIG": str(kubeconfig)} if kubeconfig else {})}
+    result = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stderr}{result.stdout}")
     return result

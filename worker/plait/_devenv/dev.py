@@ -73,6 +73,7 @@ class DevEnvironment:
         """
         if node:
             check_machine()
+            self.node.check_free()  # a refused node starts nothing, not even the control plane
             self.plane.node_ip = node_address()
         self.plane.start()
         if node:

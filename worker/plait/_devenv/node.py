@@ -201,27 +201,42 @@ class Node:
                 self._stop_locked()
                 raise
 
+    def check_free(self) -> None:
+        """Raise :class:`NodeError` when another directory's node holds the machine (checked
+        before anything is started for this one)."""
+        with self._guard():
+            self._refuse_other_owner()
+
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Hold the machine's node lock: refuse when another directory's node runs."""
+        with self._guard():
+            self._refuse_other_owner()
+            LOCK.write_text(str(self.directory))
+            yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _guard() -> Iterator[None]:
         LOCK.parent.mkdir(parents=True, exist_ok=True)
         with open(LOCK.with_suffix(".guard"), "w") as guard:
             fcntl.flock(guard, fcntl.LOCK_EX)  # one start or stop at a time
-            owner = LOCK.read_text().strip() if LOCK.exists() else ""
-            if owner and owner != str(self.directory):
-                other = NodeState.load(Path(owner) / "state.json")
-                if other is not None and any(_alive(p) for p in other.processes):
-                    raise NodeError(
-                        f"a plait dev node already runs on this machine (from {owner}); one node at a "
-                        f"time: stop it first (plait dev down --dir {Path(owner).parent})"
-                    )
-                if Path(owner, "host-before.json").exists():
-                    raise NodeError(
-                        f"the node of {owner} stopped without putting the host back; "
-                        f"run plait dev down --dir {Path(owner).parent} first"
-                    )
-            LOCK.write_text(str(self.directory))
             yield
+
+    def _refuse_other_owner(self) -> None:
+        owner = LOCK.read_text().strip() if LOCK.exists() else ""
+        if owner and owner != str(self.directory):
+            other = NodeState.load(Path(owner) / "state.json")
+            if other is not None and any(_alive(p) for p in other.processes):
+                raise NodeError(
+                    f"a plait dev node already runs on this machine (from {owner}); one node at a "
+                    f"time: stop it first (plait dev down --dir {Path(owner).parent})"
+                )
+            if Path(owner, "host-before.json").exists():
+                raise NodeError(
+                    f"the node of {owner} stopped without putting the host back; "
+                    f"run plait dev down --dir {Path(owner).parent} first"
+                )
 
     def _write_configuration(self, state: NodeState) -> None:
         d = self.directory
