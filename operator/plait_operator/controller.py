@@ -36,11 +36,11 @@ from plait._kube.models import (
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import InstanceGate, TaskGate
-from plait_operator.instances import InstanceActor, revision
+from plait_operator.instances import InstanceActor
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store, task_name
-from plait_operator.world import TaskResult
+from plait_operator.world import TaskResult, revision
 
 log = logging.getLogger(__name__)
 

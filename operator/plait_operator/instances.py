@@ -62,23 +62,11 @@ from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
 from plait_operator.store import Store, task_body, task_flow_control, task_name
 from plait_operator.validation import InvalidInstance, check_input
-from plait_operator.world import TaskResult, control_events, requester, result_events, signal_events
+from plait_operator.world import TaskResult, control_events, newer, requester, result_events, signal_events
 
 log = logging.getLogger(__name__)
 _MAX_CONFLICT_RETRIES = 8
 T = TypeVar("T")
-
-
-def revision(body: JSON) -> int:
-    """An object's resourceVersion as a number (they are etcd revisions: later writes, larger numbers)."""
-    try:
-        return int(body["metadata"]["resourceVersion"])
-    except (KeyError, ValueError):
-        return 0
-
-
-def newer(candidate: JSON, current: JSON | None) -> bool:
-    return current is None or revision(candidate) > revision(current)
 
 
 class Host(Protocol):

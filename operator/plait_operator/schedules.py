@@ -39,10 +39,10 @@ from plait._kube.schedules import owned_by, run_body, runs_selector, tick_of
 from plait._scheduling.cron import Cron, InvalidSchedule
 from plait._scheduling.planning import Plan, Policy, Skip, decided_until, plan, recent
 from plait.errors import ClusterError, Conflict, NotFound
-from plait_operator.instances import newer
 from plait_operator.metrics import ScheduleMetrics
 from plait_operator.status import condition, merge_conditions
 from plait_operator.store import Store
+from plait_operator.world import newer
 
 log = logging.getLogger(__name__)
 _PERMANENT = (400, 403, 422)  # a run the API server refuses: retrying the same request cannot help

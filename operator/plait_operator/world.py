@@ -102,9 +102,16 @@ def signal_events(
 
 def _arrival(body: JSON) -> tuple[str, int]:
     """First in, first out: creation time, then the etcd revision that created it."""
-    meta = body["metadata"]
+    return body["metadata"].get("creationTimestamp", ""), revision(body)
+
+
+def revision(body: JSON) -> int:
+    """An object's resourceVersion as a number (they are etcd revisions: later writes, larger numbers)."""
     try:
-        revision = int(meta.get("resourceVersion", "0"))
-    except ValueError:
-        revision = 0
-    return meta.get("creationTimestamp", ""), revision
+        return int(body["metadata"]["resourceVersion"])
+    except (KeyError, ValueError):
+        return 0
+
+
+def newer(candidate: JSON, current: JSON | None) -> bool:
+    return current is None or revision(candidate) > revision(current)
