@@ -35,6 +35,7 @@ from plait._kube.models import (
     SIGNALS,
     TASKS,
     WORKFLOW_LABEL,
+    controlled_by,
     label_value,
     now_rfc3339,
 )
@@ -62,16 +63,7 @@ def task_body(instance: JSON, workflow: str, definition_hash: str, dispatch: Dis
                 DEFINITION_LABEL: definition_hash[:32],
                 WORKFLOW_LABEL: label_value(workflow),
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "WorkflowInstance",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": controlled_by("WorkflowInstance", meta),
         },
         "spec": {
             "instance": meta["name"],

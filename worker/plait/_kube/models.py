@@ -81,6 +81,12 @@ def owned_by_this_pod(namespace: str) -> list[dict[str, Any]]:
     return [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]
 
 
+def controlled_by(kind: str, owner: dict[str, Any]) -> list[dict[str, Any]]:
+    """``ownerReferences`` naming a plait object (``owner`` is its metadata) the controller: deleting it deletes them."""
+    ref = {"apiVersion": API_VERSION, "kind": kind, "name": owner["name"], "uid": owner["uid"]}
+    return [{**ref, "controller": True, "blockOwnerDeletion": True}]
+
+
 def label_value(text: str) -> str:
     """``text`` squeezed into a valid label value (63 characters, alphanumeric at both ends)."""
     return _LABEL_VALUE.sub("-", text)[:63].strip("-._") or "none"
