@@ -16,7 +16,7 @@ import logging
 from plait._core.definition import TaskNode
 from plait._core.events import DispatchTask
 from plait._core.flowcontrol import key_value
-from plait._kube.client import CORE_EVENTS, JSON, AsyncKube
+from plait._kube.client import CORE_EVENTS, JSON, AsyncKube, list_items
 from plait._kube.models import (
     ADMITTED_AT_ANNOTATION,
     API_VERSION,
@@ -129,14 +129,10 @@ class Store:
             return None
 
     async def list_instances(self, namespace: str, label_selector: str | None = None) -> list[JSON]:
-        listed = await self.kube.list(INSTANCES, namespace, label_selector=label_selector)
-        items: list[JSON] = listed.get("items") or []
-        return items
+        return list_items(await self.kube.list(INSTANCES, namespace, label_selector=label_selector))
 
     async def list_limited_tasks(self, namespace: str) -> list[JSON]:
-        listed = await self.kube.list(TASKS, namespace, label_selector=LIMITED_LABEL)
-        items: list[JSON] = listed.get("items") or []
-        return items
+        return list_items(await self.kube.list(TASKS, namespace, label_selector=LIMITED_LABEL))
 
     async def add_label(self, instance: JSON, key: str, value: str) -> JSON:
         meta = instance["metadata"]
@@ -162,9 +158,7 @@ class Store:
         return True
 
     async def list_definitions(self, namespace: str, workflow: str) -> list[JSON]:
-        listed = await self.kube.list(DEFINITIONS, namespace, field_selector=f"spec.workflow={workflow}")
-        items: list[JSON] = listed.get("items") or []
-        return items
+        return list_items(await self.kube.list(DEFINITIONS, namespace, field_selector=f"spec.workflow={workflow}"))
 
     async def add_finalizer(self, instance: JSON) -> JSON:
         return await self._set_finalizers(instance, [*instance["metadata"].get("finalizers", []), FINALIZER])

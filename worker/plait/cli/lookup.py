@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plait._kube.client import CORE_EVENTS, JSON, Kube
+from plait._kube.client import CORE_EVENTS, JSON, Kube, list_items
 from plait._kube.models import (
     DEFINITIONS,
     INSTANCE_UID_LABEL,
@@ -55,8 +55,7 @@ def tasks_of(kube: Kube, namespace: str, instance: JSON) -> list[JSON]:
     uid = instance["metadata"].get("uid")
     if not uid:
         return []
-    items: list[JSON] = kube.list(TASKS, namespace, label_selector=f"{INSTANCE_UID_LABEL}={uid}").get("items") or []
-    return items
+    return list_items(kube.list(TASKS, namespace, label_selector=f"{INSTANCE_UID_LABEL}={uid}"))
 
 
 def signals_of(kube: Kube, namespace: str, name: str) -> list[JSON]:
