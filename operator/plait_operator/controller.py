@@ -32,6 +32,7 @@ from plait._kube.models import (
     TASK_RESULT_PHASES,
     label_value,
     parse_rfc3339,
+    revision,
 )
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
@@ -40,7 +41,7 @@ from plait_operator.instances import InstanceActor
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store, task_name
-from plait_operator.world import TaskResult, revision
+from plait_operator.world import TaskResult
 
 log = logging.getLogger(__name__)
 

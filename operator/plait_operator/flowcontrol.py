@@ -34,9 +34,9 @@ from plait._kube.models import (
     HELD_LABEL,
     TASK_RESULT_PHASES,
     parse_rfc3339,
+    revision,
 )
 from plait_operator.metrics import OperatorMetrics
-from plait_operator.world import revision
 
 log = logging.getLogger(__name__)
 

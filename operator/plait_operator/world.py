@@ -30,6 +30,7 @@ from plait._kube.models import (
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
     TASK_RESULT_PHASES,
+    revision,
 )
 
 TaskResult = TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost
@@ -103,14 +104,6 @@ def signal_events(
 def _arrival(body: JSON) -> tuple[str, int]:
     """First in, first out: creation time, then the etcd revision that created it."""
     return body["metadata"].get("creationTimestamp", ""), revision(body)
-
-
-def revision(body: JSON) -> int:
-    """An object's resourceVersion as a number (they are etcd revisions: later writes, larger numbers)."""
-    try:
-        return int(body["metadata"]["resourceVersion"])
-    except (KeyError, ValueError):
-        return 0
 
 
 def newer(candidate: JSON, current: JSON | None) -> bool:

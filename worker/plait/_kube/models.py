@@ -103,6 +103,14 @@ def without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": {key: value for key, value in body["metadata"].items() if key != "managedFields"}}
 
 
+def revision(body: dict[str, Any]) -> int:
+    """An object's resourceVersion as a number (they are etcd revisions: later writes, larger numbers)."""
+    try:
+        return int(body["metadata"].get("resourceVersion") or 0)
+    except (KeyError, ValueError):
+        return 0
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -15,6 +15,7 @@ from plait._kube.models import (
     INSTANCES,
     SIGNALS,
     TASKS,
+    revision,
 )
 from plait.cli.common import CommandError, program
 from plait.errors import NotFound
@@ -83,11 +84,4 @@ def events_of(kube: Kube, namespace: str, instance: JSON) -> list[JSON]:
         others = kube.list(CORE_EVENTS, namespace, field_selector=f"involvedObject.kind={kind}").get("items") or []
         found += [e for e in others if (e.get("involvedObject") or {}).get("uid") in related]
     # Event times have one-second resolution here: the etcd revision orders Events within a second
-    return sorted(found, key=lambda e: (event_time(e)[:19], _revision(e)))
-
-
-def _revision(body: JSON) -> int:
-    try:
-        return int(body["metadata"].get("resourceVersion") or 0)
-    except ValueError:
-        return 0
+    return sorted(found, key=lambda e: (event_time(e)[:19], revision(e)))
