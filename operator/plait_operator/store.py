@@ -88,13 +88,11 @@ def task_flow_control(node: TaskNode, value: object) -> JSON:
     control: JSON = {}
     if node.concurrency is not None:
         control["concurrency"] = node.concurrency.max_runs
-        key = _key(value, node.concurrency.key)
-        if key is not None:
+        if (key := _key(value, node.concurrency.key)) is not None:
             control["concurrencyKey"] = key
     if node.rate_limit is not None:
         control["rateLimit"] = node.rate_limit.limit
-        key = _key(value, node.rate_limit.key)
-        if key is not None:
+        if (key := _key(value, node.rate_limit.key)) is not None:
             control["rateLimitKey"] = key
     return control
 
