@@ -59,7 +59,7 @@ from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import Admitted, InstanceGate, Queued, Refused, TaskGate, describe
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
-from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
+from plait_operator.status import changes, phase_of, render, snapshot_of, with_conditions
 from plait_operator.store import Store, task_body, task_flow_control, task_name
 from plait_operator.validation import InvalidInstance, check_input
 from plait_operator.world import TaskResult, control_events, newer, requester, result_events, signal_events
@@ -409,13 +409,14 @@ class InstanceActor(Actor):
         if status.get("phase") == "Queued" and status.get("concurrency") == concurrency:
             return
         generation = body["metadata"].get("generation")
-        accepted = condition(status.get("conditions"), "Accepted", "False", "Queued", message, generation)
         update = {
             "phase": "Queued",
             "message": message,
             "observedGeneration": generation,
             "concurrency": concurrency,
-            "conditions": merge_conditions(status.get("conditions"), [accepted]),
+            "conditions": with_conditions(
+                status.get("conditions"), generation, ("Accepted", "False", "Queued", message)
+            ),
         }
         self.body = _slim(await self.host.store.write_status(body, update))
         if status.get("phase") != "Queued":
@@ -517,9 +518,8 @@ class InstanceActor(Actor):
             "message": message,
             "observedGeneration": generation,
             "finishedAt": now_rfc3339(),
-            "conditions": merge_conditions(
-                status.get("conditions"),
-                [condition(status.get("conditions"), "Completed", "True", "Cancelled", message, generation)],
+            "conditions": with_conditions(
+                status.get("conditions"), generation, ("Completed", "True", "Cancelled", message)
             ),
         }
         if duplicate_of is not None:
@@ -536,12 +536,11 @@ class InstanceActor(Actor):
         if current is not None and current.get("reason") == reason and current.get("message") == message:
             return
         generation = body["metadata"].get("generation")
-        accepted = condition(status.get("conditions"), "Accepted", "False", reason, message, generation)
         update = {
             "phase": status.get("phase") or "Pending",
             "message": message,
             "observedGeneration": generation,
-            "conditions": merge_conditions(status.get("conditions"), [accepted]),
+            "conditions": with_conditions(status.get("conditions"), generation, ("Accepted", "False", reason, message)),
         }
         self.body = await self.host.store.write_status(body, update)
         await self.host.store.post_event(body, reason, message, warning=True)
@@ -555,14 +554,11 @@ class InstanceActor(Actor):
             "error": f"{invalid.reason}: {invalid.message}",
             "observedGeneration": generation,
             "finishedAt": now_rfc3339(),
-            "conditions": merge_conditions(
+            "conditions": with_conditions(
                 status.get("conditions"),
-                [
-                    condition(
-                        status.get("conditions"), "Accepted", "False", invalid.reason, invalid.message, generation
-                    ),
-                    condition(status.get("conditions"), "Completed", "True", "Failed", invalid.message, generation),
-                ],
+                generation,
+                ("Accepted", "False", invalid.reason, invalid.message),
+                ("Completed", "True", "Failed", invalid.message),
             ),
         }
         # the Event first, so a reader of the Failed status finds it (as the schedule controller does)

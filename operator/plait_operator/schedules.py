@@ -39,7 +39,7 @@ from plait._scheduling.planning import Plan, Policy, Skip, decided_until, plan, 
 from plait.errors import ClusterError, Conflict, NotFound
 from plait_operator.actor import Actor
 from plait_operator.metrics import ScheduleMetrics
-from plait_operator.status import condition, merge_conditions
+from plait_operator.status import with_conditions
 from plait_operator.store import Store
 from plait_operator.world import newer
 
@@ -257,10 +257,7 @@ class ScheduleActor(Actor):
         generation = body["metadata"].get("generation")
         status_value, reason, message = ready
         previous = _ready_condition(status)
-        conditions = merge_conditions(
-            status.get("conditions"),
-            [condition(status.get("conditions"), "Ready", status_value, reason, message, generation)],
-        )
+        conditions = with_conditions(status.get("conditions"), generation, ("Ready", status_value, reason, message))
         unchanged = (
             previous is not None
             and (previous.get("status"), previous.get("reason"), previous.get("message")) == ready
