@@ -41,12 +41,14 @@ from typing import Any
 
 import httpx
 
+from plait._client.objects import signal_body
 from plait._devenv.controlplane import ControlPlane, free_port
-from plait._kube.client import NAMESPACES, AsyncKube, Kube
+from plait._kube.client import JSON, NAMESPACES, AsyncKube, Kube, Resource
 from plait._kube.connection import Connection, load_connection
 from plait._kube.crds import all_crds
 from plait._kube.install import apply_crds
 from plait._kube.models import (
+    API_VERSION,
     DISPATCHED_AT_ANNOTATION,
     INSTANCES,
     SIGNALS,
@@ -254,10 +256,7 @@ async def _ceiling_at(connection: Connection, namespace: str, concurrency: int, 
             n = 0
             while time.monotonic() < deadline:
                 name = f"ceiling-{concurrency}-{lane}-{n}"
-                body = {"metadata": {"name": name}, "spec": {"instance": "none", "name": "x", "payload": n}}
-                await kube.create(
-                    SIGNALS, {"apiVersion": "plait.dev/v1alpha1", "kind": "WorkflowSignal", **body}, namespace
-                )
+                await kube.create(SIGNALS, signal_body("none", "x", n, name), namespace)
                 await kube.patch(
                     SIGNALS,
                     name,
@@ -287,50 +286,40 @@ def raw_ceiling(connection: Connection, kube: Kube, sizes: Sizes) -> dict[str, A
 # -- scenarios -------------------------------------------------------------------------------------
 
 
-def _create_instances(cluster: Cluster, prefix: str, workflow: str, count: int, value: Any = 0, start: int = 0) -> None:
+def _create_all(cluster: Cluster, resource: Resource, bodies: list[JSON]) -> dict[str, float]:
+    """Create the objects, 32 at a time; returns when each was sent, by name."""
+    sent: dict[str, float] = {}
+
     async def create_all() -> None:
         async with AsyncKube(cluster.connection, max_connections=32) as kube:
             semaphore = asyncio.Semaphore(32)
 
-            async def one(n: int) -> None:
+            async def one(body: JSON) -> None:
                 async with semaphore:
-                    body = {
-                        "apiVersion": "plait.dev/v1alpha1",
-                        "kind": "WorkflowInstance",
-                        "metadata": {"name": f"{prefix}-{n}"},
-                        "spec": {"workflow": workflow, "input": value},
-                    }
-                    await kube.create(INSTANCES, body, cluster.namespace)
+                    sent[body["metadata"]["name"]] = time.time()
+                    await kube.create(resource, body, cluster.namespace)
 
-            await asyncio.gather(*(one(n) for n in range(start, start + count)))
+            await asyncio.gather(*(one(body) for body in bodies))
 
     asyncio.run(create_all())
+    return sent
+
+
+def _create_instances(cluster: Cluster, prefix: str, workflow: str, count: int, value: Any = 0, start: int = 0) -> None:
+    bodies = [
+        {"apiVersion": API_VERSION, "kind": "WorkflowInstance", "metadata": {"name": f"{prefix}-{n}"},
+         "spec": {"workflow": workflow, "input": value}}
+        for n in range(start, start + count)
+    ]  # fmt: skip
+    _create_all(cluster, INSTANCES, bodies)
 
 
 def _send_signals(cluster: Cluster, prefix: str, count: int) -> dict[str, float]:
     """Send one ``go`` signal to each instance; returns when each was sent."""
-    sent: dict[str, float] = {}
-
-    async def send_all() -> None:
-        async with AsyncKube(cluster.connection, max_connections=32) as kube:
-            semaphore = asyncio.Semaphore(32)
-
-            async def one(n: int) -> None:
-                async with semaphore:
-                    instance = f"{prefix}-{n}"
-                    body = {
-                        "apiVersion": "plait.dev/v1alpha1",
-                        "kind": "WorkflowSignal",
-                        "metadata": {"name": f"{instance}-go"},
-                        "spec": {"instance": instance, "name": "go", "payload": n},
-                    }
-                    sent[instance] = time.time()
-                    await kube.create(SIGNALS, body, cluster.namespace)
-
-            await asyncio.gather(*(one(n) for n in range(count)))
-
-    asyncio.run(send_all())
-    return sent
+    sent = _create_all(
+        cluster, SIGNALS, [signal_body(f"{prefix}-{n}", "go", n, f"{prefix}-{n}-go") for n in range(count)]
+    )
+    return {name.removesuffix("-go"): at for name, at in sent.items()}
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:

@@ -32,11 +32,12 @@ from plait._kube.models import (
     TASK_RESULT_PHASES,
     label_value,
     parse_rfc3339,
+    revision,
 )
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import InstanceGate, TaskGate
-from plait_operator.instances import InstanceActor, revision
+from plait_operator.instances import InstanceActor
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store, task_name

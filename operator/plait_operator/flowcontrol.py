@@ -34,6 +34,7 @@ from plait._kube.models import (
     HELD_LABEL,
     TASK_RESULT_PHASES,
     parse_rfc3339,
+    revision,
 )
 from plait_operator.metrics import OperatorMetrics
 
@@ -46,13 +47,6 @@ AGING_SECONDS = 60.0
 _TASK_DONE = TASK_RESULT_PHASES | {"Cancelled"}
 
 Group = tuple[str, str, str | None]  # (namespace, workflow or task, key)
-
-
-def _revision(body: JSON) -> int:
-    try:
-        return int(body["metadata"]["resourceVersion"])
-    except (KeyError, ValueError):
-        return 0
 
 
 def describe(kind: str, name: str, key: str | None) -> str:
@@ -141,14 +135,14 @@ class InstanceGate:
         finally:
             del self._seen_while_loading[namespace]
         for body in bodies:
-            if _revision(body) > seen.get(body["metadata"]["name"], 0):
+            if revision(body) > seen.get(body["metadata"]["name"], 0):
                 self._apply(body)
 
     def observe(self, event_type: str | None, body: JSON) -> None:
         meta = body["metadata"]
         seen = self._seen_while_loading.get(meta["namespace"])
         if seen is not None:
-            seen[meta["name"]] = _revision(body)
+            seen[meta["name"]] = revision(body)
         workflow = (body.get("spec") or {}).get("workflow", "")
         fresh = self._fresh.setdefault((meta["namespace"], workflow), {})
         new = not body.get("status") and (meta["namespace"], meta["name"]) not in self._members

@@ -12,7 +12,6 @@ the same world and reaches the same decisions, and task names are deterministic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -55,30 +54,19 @@ from plait._kube.models import (
     without_managed_fields,
 )
 from plait.errors import Conflict
+from plait_operator.actor import Actor
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import Admitted, InstanceGate, Queued, Refused, TaskGate, describe
 from plait_operator.metrics import OperatorMetrics
 from plait_operator.settings import OperatorSettings
-from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
+from plait_operator.status import changes, phase_of, render, snapshot_of, with_conditions
 from plait_operator.store import Store, task_body, task_flow_control, task_name
 from plait_operator.validation import InvalidInstance, check_input
-from plait_operator.world import TaskResult, control_events, requester, result_events, signal_events
+from plait_operator.world import TaskResult, control_events, newer, requester, result_events, signal_events
 
 log = logging.getLogger(__name__)
 _MAX_CONFLICT_RETRIES = 8
 T = TypeVar("T")
-
-
-def revision(body: JSON) -> int:
-    """An object's resourceVersion as a number (they are etcd revisions: later writes, larger numbers)."""
-    try:
-        return int(body["metadata"]["resourceVersion"])
-    except (KeyError, ValueError):
-        return 0
-
-
-def newer(candidate: JSON, current: JSON | None) -> bool:
-    return current is None or revision(candidate) > revision(current)
 
 
 class Host(Protocol):
@@ -117,20 +105,15 @@ class Host(Protocol):
         """The instance just finished (metrics and its Event)."""
 
 
-class InstanceActor:
+class InstanceActor(Actor):
     def __init__(self, namespace: str, name: str, host: Host) -> None:
-        self.namespace = namespace
-        self.name = name
+        super().__init__("instance", namespace, name, Backoff(0.2, 5.0))
         self.host = host
         self.body: JSON | None = None
         self.tasks: dict[str, JSON] = {}
         self.signals: dict[str, JSON] = {}
         self.created: set[str] = set()  # tasks this process created (or found existing)
         self.orphan_since: float | None = None  # monotonic time a signal arrived for a missing instance
-        self.closed = False
-        self._wakeup = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"instance {namespace}/{name}")
 
     # -- what the watches tell us -------------------------------------------------------------------
 
@@ -160,39 +143,17 @@ class InstanceActor:
         self.signals[name] = body
         self.poke()
 
-    def poke(self) -> None:
-        self._wakeup.set()
+    # -- one reconcile -------------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        self._runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._runner
-
-    # -- the loop ------------------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        backoff = Backoff(0.2, 5.0)
-        while not self.closed:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            started = time.perf_counter()
-            try:
-                async with self.host.reconcile_slots:
-                    await self._reconcile()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self.host.metrics.reconcile_errors.labels(type(error).__name__).inc()
-                delay = backoff.next()
-                log.exception("reconcile failed instance=%s/%s; retrying in %.1fs", self.namespace, self.name, delay)
-                await backoff.wait(delay)
-                self.poke()
-                continue
-            backoff.reset()
-            self.host.metrics.reconcile_duration.observe(time.perf_counter() - started)
+    async def _attempt(self) -> None:
+        started = time.perf_counter()
+        try:
+            async with self.host.reconcile_slots:
+                await self._reconcile()
+        except Exception as error:
+            self.host.metrics.reconcile_errors.labels(type(error).__name__).inc()
+            raise
+        self.host.metrics.reconcile_duration.observe(time.perf_counter() - started)
 
     async def _reconcile(self) -> None:
         store = self.host.store
@@ -208,7 +169,7 @@ class InstanceActor:
                 self.orphan_since = now
             grace = self.host.settings.orphan_grace_seconds
             if now - self.orphan_since < grace:
-                self._schedule(time.time() + grace - (now - self.orphan_since))
+                self._wake_at(self.orphan_since + grace, now)
                 return
             await self._reject_signals("no WorkflowInstance of that name exists in this namespace")
             self.host.forget(self)
@@ -308,7 +269,7 @@ class InstanceActor:
             await self._finish_deletion(body, finished=True)
             host.retire(self, self._ttl_due(body))
         else:
-            self._schedule(snapshot.wake_at)
+            self._wake_at(snapshot.wake_at, time.time())
 
     # -- turning the world into engine events ------------------------------------------------------
 
@@ -448,13 +409,14 @@ class InstanceActor:
         if status.get("phase") == "Queued" and status.get("concurrency") == concurrency:
             return
         generation = body["metadata"].get("generation")
-        accepted = condition(status.get("conditions"), "Accepted", "False", "Queued", message, generation)
         update = {
             "phase": "Queued",
             "message": message,
             "observedGeneration": generation,
             "concurrency": concurrency,
-            "conditions": merge_conditions(status.get("conditions"), [accepted]),
+            "conditions": with_conditions(
+                status.get("conditions"), generation, ("Accepted", "False", "Queued", message)
+            ),
         }
         self.body = _slim(await self.host.store.write_status(body, update))
         if status.get("phase") != "Queued":
@@ -512,14 +474,6 @@ class InstanceActor:
         if finished and "deletionTimestamp" in meta and FINALIZER in (meta.get("finalizers") or []):
             await self.host.store.remove_finalizer(body)
 
-    def _schedule(self, wake_at: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if wake_at is not None:
-            delay = max(0.0, wake_at - time.time())
-            self._timer = asyncio.get_running_loop().call_later(delay, self.poke)
-
     def _ttl_due(self, body: JSON) -> float | None:
         """When a finished instance is to be deleted (``spec.ttlSecondsAfterFinished`` or the default)."""
         ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
@@ -564,9 +518,8 @@ class InstanceActor:
             "message": message,
             "observedGeneration": generation,
             "finishedAt": now_rfc3339(),
-            "conditions": merge_conditions(
-                status.get("conditions"),
-                [condition(status.get("conditions"), "Completed", "True", "Cancelled", message, generation)],
+            "conditions": with_conditions(
+                status.get("conditions"), generation, ("Completed", "True", "Cancelled", message)
             ),
         }
         if duplicate_of is not None:
@@ -583,12 +536,11 @@ class InstanceActor:
         if current is not None and current.get("reason") == reason and current.get("message") == message:
             return
         generation = body["metadata"].get("generation")
-        accepted = condition(status.get("conditions"), "Accepted", "False", reason, message, generation)
         update = {
             "phase": status.get("phase") or "Pending",
             "message": message,
             "observedGeneration": generation,
-            "conditions": merge_conditions(status.get("conditions"), [accepted]),
+            "conditions": with_conditions(status.get("conditions"), generation, ("Accepted", "False", reason, message)),
         }
         self.body = await self.host.store.write_status(body, update)
         await self.host.store.post_event(body, reason, message, warning=True)
@@ -602,14 +554,11 @@ class InstanceActor:
             "error": f"{invalid.reason}: {invalid.message}",
             "observedGeneration": generation,
             "finishedAt": now_rfc3339(),
-            "conditions": merge_conditions(
+            "conditions": with_conditions(
                 status.get("conditions"),
-                [
-                    condition(
-                        status.get("conditions"), "Accepted", "False", invalid.reason, invalid.message, generation
-                    ),
-                    condition(status.get("conditions"), "Completed", "True", "Failed", invalid.message, generation),
-                ],
+                generation,
+                ("Accepted", "False", invalid.reason, invalid.message),
+                ("Completed", "True", "Failed", invalid.message),
             ),
         }
         # the Event first, so a reader of the Failed status finds it (as the schedule controller does)

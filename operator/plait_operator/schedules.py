@@ -16,9 +16,7 @@ ownerReference), so running ones finish and finished ones stay until their own T
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,12 +37,12 @@ from plait._kube.schedules import owned_by, run_body, runs_selector, tick_of
 from plait._scheduling.cron import Cron, InvalidSchedule
 from plait._scheduling.planning import Plan, Policy, Skip, decided_until, plan, recent
 from plait.errors import ClusterError, Conflict, NotFound
-from plait_operator.instances import newer
+from plait_operator.actor import Actor
 from plait_operator.metrics import ScheduleMetrics
-from plait_operator.status import condition, merge_conditions
+from plait_operator.status import with_conditions
 from plait_operator.store import Store
+from plait_operator.world import newer
 
-log = logging.getLogger(__name__)
 _PERMANENT = (400, 403, 422)  # a run the API server refuses: retrying the same request cannot help
 
 
@@ -87,50 +85,24 @@ class ScheduleController:
             actor.poke()
 
 
-class ScheduleActor:
+class ScheduleActor(Actor):
     def __init__(self, controller: ScheduleController, namespace: str, name: str) -> None:
+        super().__init__("schedule", namespace, name, Backoff(0.2, 10.0))
         self.controller = controller
-        self.namespace = namespace
-        self.name = name
         self.body: JSON | None = None
         self.active: set[str] = set()
-        self._wakeup = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"schedule {namespace}/{name}")
 
     def observe(self, body: JSON) -> None:
         if newer(body, self.body):
             self.body = body
             self.poke()
 
-    def poke(self) -> None:
-        self._wakeup.set()
-
-    async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._runner
-
-    async def _run(self) -> None:
-        backoff = Backoff(0.2, 10.0)
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            try:
-                await self._reconcile()
-                backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except Conflict:
-                self.body = await self._fresh()  # changed under a write: decide again on what it is now
-                if self.body is not None:
-                    self.poke()
-            except Exception:
-                delay = backoff.next()
-                log.exception("reconcile failed schedule=%s/%s; retrying in %.1fs", self.namespace, self.name, delay)
-                await backoff.wait(delay)
+    async def _attempt(self) -> None:
+        try:
+            await self._reconcile()
+        except Conflict:
+            self.body = await self._fresh()  # changed under a write: decide again on what it is now
+            if self.body is not None:
                 self.poke()
 
     async def _fresh(self) -> JSON | None:
@@ -213,7 +185,8 @@ class ScheduleActor:
             update["skipped"] = [_skip_record(s) for s in recent(previous_skips, skips)]
         await self._write_status(body, update, ready=ready)
         await self._trim_history(spec, runs)
-        self._wake_at(decision.wake_at)
+        # the loop's timer may fire a hair early: land just after the tick, not before it
+        self._wake_at(decision.wake_at, self.controller.clock(), margin=0.005)
 
     async def _runs(self, body: JSON) -> list[JSON]:
         listed = await self.controller.kube.list(INSTANCES, self.namespace, label_selector=runs_selector(self.name))
@@ -284,10 +257,7 @@ class ScheduleActor:
         generation = body["metadata"].get("generation")
         status_value, reason, message = ready
         previous = _ready_condition(status)
-        conditions = merge_conditions(
-            status.get("conditions"),
-            [condition(status.get("conditions"), "Ready", status_value, reason, message, generation)],
-        )
+        conditions = with_conditions(status.get("conditions"), generation, ("Ready", status_value, reason, message))
         unchanged = (
             previous is not None
             and (previous.get("status"), previous.get("reason"), previous.get("message")) == ready
@@ -328,15 +298,6 @@ class ScheduleActor:
                 )
         with contextlib.suppress(NotFound):
             await self._set_finalizers(body, [f for f in meta.get("finalizers") or [] if f != SCHEDULE_FINALIZER])
-
-    def _wake_at(self, moment: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if moment is not None:
-            # the loop's timer may fire a hair early: land just after the tick, not before it
-            delay = max(0.0, moment - self.controller.clock()) + 0.005
-            self._timer = asyncio.get_running_loop().call_later(delay, self.poke)
 
 
 def _ready_condition(status: JSON) -> JSON | None:

@@ -32,8 +32,17 @@ def phase_of(snapshot: Snapshot) -> str:
     return "Pending" if snapshot.root is None else PHASES[snapshot.status]
 
 
-def condition(
-    previous: list[dict[str, Any]] | None, kind: str, status: str, reason: str, message: str, generation: int | None
+def with_conditions(
+    previous: list[dict[str, Any]] | None, generation: int | None, *updates: tuple[str, str, str, str]
+) -> list[dict[str, Any]]:
+    """``previous`` with the conditions ``updates`` (type, status, reason, message) in place of theirs."""
+    kinds = {kind for kind, *_ in updates}
+    kept = [c for c in previous or [] if c.get("type") not in kinds]
+    return kept + [_condition(previous, generation, *update) for update in updates]
+
+
+def _condition(
+    previous: list[dict[str, Any]] | None, generation: int | None, kind: str, status: str, reason: str, message: str
 ) -> dict[str, Any]:
     old = next((c for c in previous or [] if c.get("type") == kind), None)
     since = old["lastTransitionTime"] if old and old.get("status") == status else now_rfc3339()
@@ -45,11 +54,6 @@ def condition(
         "observedGeneration": generation,
         "lastTransitionTime": since,
     }
-
-
-def merge_conditions(previous: list[dict[str, Any]] | None, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    kinds = {c["type"] for c in updates}
-    return [c for c in previous or [] if c.get("type") not in kinds] + updates
 
 
 def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot) -> dict[str, Any]:
@@ -71,34 +75,24 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
         "checkpoint": checkpoint_of(snapshot),
         "message": _message(snapshot, phase),
     }
-    conditions = [condition(previous.get("conditions"), "Accepted", "True", "Started", "the instance runs", generation)]
     finished = snapshot.finished
     if finished:
         status["finishedAt"] = previous.get("finishedAt") or now_rfc3339()
         status["output"] = snapshot.output if snapshot.status == st.COMPLETED else None
         status["error"] = snapshot.error
-    conditions.append(
-        condition(
-            previous.get("conditions"),
-            "Completed",
-            "True" if finished else "False",
-            phase if finished else "InProgress",
-            status["message"],
-            generation,
-        )
-    )
     paused = snapshot.paused is not None and not finished
-    conditions.append(
-        condition(
-            previous.get("conditions"),
+    status["conditions"] = with_conditions(
+        previous.get("conditions"),
+        generation,
+        ("Accepted", "True", "Started", "the instance runs"),
+        ("Completed", "True" if finished else "False", phase if finished else "InProgress", status["message"]),
+        (
             "Paused",
             "True" if paused else "False",
             "PauseRequested" if paused else "NotPaused",
             f"paused: {(snapshot.paused or {}).get('reason') or 'no reason given'}" if paused else "",
-            generation,
-        )
+        ),
     )
-    status["conditions"] = merge_conditions(previous.get("conditions"), conditions)
     if definition.concurrency is not None:
         status["concurrency"] = running_concurrency(instance, definition)
     return status

@@ -16,7 +16,7 @@ import logging
 from plait._core.definition import TaskNode
 from plait._core.events import DispatchTask
 from plait._core.flowcontrol import key_value
-from plait._kube.client import CORE_EVENTS, JSON, AsyncKube
+from plait._kube.client import CORE_EVENTS, JSON, AsyncKube, list_items
 from plait._kube.models import (
     ADMITTED_AT_ANNOTATION,
     API_VERSION,
@@ -35,6 +35,7 @@ from plait._kube.models import (
     SIGNALS,
     TASKS,
     WORKFLOW_LABEL,
+    controlled_by,
     label_value,
     now_rfc3339,
 )
@@ -62,16 +63,7 @@ def task_body(instance: JSON, workflow: str, definition_hash: str, dispatch: Dis
                 DEFINITION_LABEL: definition_hash[:32],
                 WORKFLOW_LABEL: label_value(workflow),
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "WorkflowInstance",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": controlled_by("WorkflowInstance", meta),
         },
         "spec": {
             "instance": meta["name"],
@@ -96,13 +88,11 @@ def task_flow_control(node: TaskNode, value: object) -> JSON:
     control: JSON = {}
     if node.concurrency is not None:
         control["concurrency"] = node.concurrency.max_runs
-        key = _key(value, node.concurrency.key)
-        if key is not None:
+        if (key := _key(value, node.concurrency.key)) is not None:
             control["concurrencyKey"] = key
     if node.rate_limit is not None:
         control["rateLimit"] = node.rate_limit.limit
-        key = _key(value, node.rate_limit.key)
-        if key is not None:
+        if (key := _key(value, node.rate_limit.key)) is not None:
             control["rateLimitKey"] = key
     return control
 
@@ -137,14 +127,10 @@ class Store:
             return None
 
     async def list_instances(self, namespace: str, label_selector: str | None = None) -> list[JSON]:
-        listed = await self.kube.list(INSTANCES, namespace, label_selector=label_selector)
-        items: list[JSON] = listed.get("items") or []
-        return items
+        return list_items(await self.kube.list(INSTANCES, namespace, label_selector=label_selector))
 
     async def list_limited_tasks(self, namespace: str) -> list[JSON]:
-        listed = await self.kube.list(TASKS, namespace, label_selector=LIMITED_LABEL)
-        items: list[JSON] = listed.get("items") or []
-        return items
+        return list_items(await self.kube.list(TASKS, namespace, label_selector=LIMITED_LABEL))
 
     async def add_label(self, instance: JSON, key: str, value: str) -> JSON:
         meta = instance["metadata"]
@@ -170,9 +156,7 @@ class Store:
         return True
 
     async def list_definitions(self, namespace: str, workflow: str) -> list[JSON]:
-        listed = await self.kube.list(DEFINITIONS, namespace, field_selector=f"spec.workflow={workflow}")
-        items: list[JSON] = listed.get("items") or []
-        return items
+        return list_items(await self.kube.list(DEFINITIONS, namespace, field_selector=f"spec.workflow={workflow}"))
 
     async def add_finalizer(self, instance: JSON) -> JSON:
         return await self._set_finalizers(instance, [*instance["metadata"].get("finalizers", []), FINALIZER])

@@ -30,6 +30,7 @@ from plait._kube.models import (
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
     TASK_RESULT_PHASES,
+    revision,
 )
 
 TaskResult = TaskSucceeded | TaskFailed | TaskTimedOut | TaskLost
@@ -102,9 +103,8 @@ def signal_events(
 
 def _arrival(body: JSON) -> tuple[str, int]:
     """First in, first out: creation time, then the etcd revision that created it."""
-    meta = body["metadata"]
-    try:
-        revision = int(meta.get("resourceVersion", "0"))
-    except ValueError:
-        revision = 0
-    return meta.get("creationTimestamp", ""), revision
+    return body["metadata"].get("creationTimestamp", ""), revision(body)
+
+
+def newer(candidate: JSON, current: JSON | None) -> bool:
+    return current is None or revision(candidate) > revision(current)

@@ -85,6 +85,12 @@ def _error(response: httpx.Response) -> ClusterError:
     )
 
 
+def list_items(listed: JSON) -> list[JSON]:
+    """The objects of a list response."""
+    items: list[JSON] = listed.get("items") or []
+    return items
+
+
 def encode(body: Any) -> bytes:
     """A request body as sent: compact JSON (also what a payload costs in an object)."""
     return json.dumps(body, separators=(",", ":")).encode()

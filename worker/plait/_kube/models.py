@@ -81,6 +81,12 @@ def owned_by_this_pod(namespace: str) -> list[dict[str, Any]]:
     return [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]
 
 
+def controlled_by(kind: str, owner: dict[str, Any]) -> list[dict[str, Any]]:
+    """``ownerReferences`` naming a plait object (``owner`` is its metadata) the controller: deleting it deletes them."""
+    ref = {"apiVersion": API_VERSION, "kind": kind, "name": owner["name"], "uid": owner["uid"]}
+    return [{**ref, "controller": True, "blockOwnerDeletion": True}]
+
+
 def label_value(text: str) -> str:
     """``text`` squeezed into a valid label value (63 characters, alphanumeric at both ends)."""
     return _LABEL_VALUE.sub("-", text)[:63].strip("-._") or "none"
@@ -95,6 +101,14 @@ def without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
     """A shallow copy of an object without ``metadata.managedFields``: what a cache keeps of it
     (the field bookkeeping is often the larger part of a small object)."""
     return {**body, "metadata": {key: value for key, value in body["metadata"].items() if key != "managedFields"}}
+
+
+def revision(body: dict[str, Any]) -> int:
+    """An object's resourceVersion as a number (they are etcd revisions: later writes, larger numbers)."""
+    try:
+        return int(body["metadata"].get("resourceVersion") or 0)
+    except (KeyError, ValueError):
+        return 0
 
 
 def now_rfc3339() -> str:

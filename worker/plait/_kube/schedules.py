@@ -15,6 +15,7 @@ from plait._kube.models import (
     API_VERSION,
     SCHEDULE_LABEL,
     SCHEDULED_TIME_ANNOTATION,
+    controlled_by,
     label_value,
     parse_rfc3339,
     rfc3339,
@@ -38,16 +39,7 @@ def run_body(schedule: JSON, tick: float | None, *, generate_name: str | None = 
     metadata: JSON = {
         "labels": {**(template.get("labels") or {}), SCHEDULE_LABEL: label_value(meta["name"])},
         "annotations": dict(template.get("annotations") or {}),
-        "ownerReferences": [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "WorkflowSchedule",
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
+        "ownerReferences": controlled_by("WorkflowSchedule", meta),
     }
     if tick is not None:
         metadata["name"] = run_name(meta["name"], tick)

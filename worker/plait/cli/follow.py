@@ -10,6 +10,7 @@ pipes. Used by ``plait get --watch``, ``plait submit --wait`` and ``plait result
 from __future__ import annotations
 
 import queue
+import re
 import shutil
 import threading
 import time
@@ -22,7 +23,7 @@ import httpx
 from plait._kube.client import JSON, Kube
 from plait._kube.models import FINISHED_PHASES, INSTANCES, parse_rfc3339, rfc3339
 from plait.cli.common import CommandError, program
-from plait.cli.format import clock, duration, paint, span, visible_len
+from plait.cli.format import ESCAPE, clock, duration, paint, span, visible_len
 from plait.cli.lookup import definition_for, get_instance, tasks_of
 from plait.cli.steptree import StepRow, step_rows
 from plait.cli.view import PHASE_COLOURS, Style, instance_lines, phase_of
@@ -113,18 +114,13 @@ def truncate(line: str, width: int) -> str:
     """``line`` cut to ``width`` visible characters, colour codes kept intact."""
     if visible_len(line) <= width:
         return line
-    out, seen, escape = [], 0, False
-    for char in line:
-        if char == "\x1b":
-            escape = True
-        if escape:
-            out.append(char)
-            escape = char != "m"
-            continue
-        if seen >= width - 1:
-            break
-        out.append(char)
-        seen += 1
+    out, seen = [], 0
+    for piece in re.findall(f"{ESCAPE.pattern}|.", line, re.DOTALL):  # a colour code or one character
+        if not piece.startswith("\x1b"):
+            if seen >= width - 1:
+                break
+            seen += 1
+        out.append(piece)
     return "".join(out) + "…\x1b[0m"
 
 

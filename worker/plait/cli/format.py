@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import yaml
 from plait._kube.models import parse_rfc3339
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "blue": "34", "cyan": "36", "dim": "2", "bold": "1"}
+ESCAPE = re.compile("\x1b[^m]*m?")  # an ANSI colour code (or what is left of one at the end)
 
 
 def duration(seconds: float | None) -> str:
@@ -99,15 +101,7 @@ def paint(text: str, colour: str | None, enabled: bool) -> str:
 
 def visible_len(text: str) -> int:
     """Length without ANSI colour codes."""
-    length, escape = 0, False
-    for char in text:
-        if char == "\x1b":
-            escape = True
-        elif escape:
-            escape = char != "m"
-        else:
-            length += 1
-    return length
+    return len(ESCAPE.sub("", text))
 
 
 def table(

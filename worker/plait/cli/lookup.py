@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from plait._kube.client import CORE_EVENTS, JSON, Kube
+from plait._kube.client import CORE_EVENTS, JSON, Kube, list_items
 from plait._kube.models import (
     DEFINITIONS,
     INSTANCE_UID_LABEL,
     INSTANCES,
     SIGNALS,
     TASKS,
+    revision,
 )
 from plait.cli.common import CommandError, program
 from plait.errors import NotFound
@@ -55,8 +56,7 @@ def tasks_of(kube: Kube, namespace: str, instance: JSON) -> list[JSON]:
     uid = instance["metadata"].get("uid")
     if not uid:
         return []
-    items: list[JSON] = kube.list(TASKS, namespace, label_selector=f"{INSTANCE_UID_LABEL}={uid}").get("items") or []
-    return items
+    return list_items(kube.list(TASKS, namespace, label_selector=f"{INSTANCE_UID_LABEL}={uid}"))
 
 
 def signals_of(kube: Kube, namespace: str, name: str) -> list[JSON]:
@@ -84,11 +84,4 @@ def events_of(kube: Kube, namespace: str, instance: JSON) -> list[JSON]:
         others = kube.list(CORE_EVENTS, namespace, field_selector=f"involvedObject.kind={kind}").get("items") or []
         found += [e for e in others if (e.get("involvedObject") or {}).get("uid") in related]
     # Event times have one-second resolution here: the etcd revision orders Events within a second
-    return sorted(found, key=lambda e: (event_time(e)[:19], _revision(e)))
-
-
-def _revision(body: JSON) -> int:
-    try:
-        return int(body["metadata"].get("resourceVersion") or 0)
-    except ValueError:
-        return 0
+    return sorted(found, key=lambda e: (event_time(e)[:19], revision(e)))
