@@ -192,6 +192,9 @@ class Controller:
             if revision(body) <= retired:
                 return  # a late event from before it finished
             del self._retired[key]  # changed since (an annotation, a deletion): an actor looks at it
+            timer = self._ttl_timers.pop(key, None)  # set again when it retires again, unless it was rerun
+            if timer is not None:
+                timer.cancel()
         self.actor(*key).observe_instance(body)
 
     def on_task(self, event_type: str, body: JSON) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from plait._backoff import Backoff
 from plait._core.definition import Definition, TaskNode
-from plait._core.engine import decide, new_snapshot
+from plait._core.engine import Decision, decide, new_snapshot
 from plait._core.events import (
     CancelTask,
     Command,
@@ -47,6 +47,7 @@ from plait._kube.models import (
     LIMITED_LABEL,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
+    RETRY_ANNOTATION,
     TASK_RESULT_PHASES,
     label_value,
     now_rfc3339,
@@ -58,6 +59,7 @@ from plait.errors import Conflict
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import Admitted, InstanceGate, Queued, Refused, TaskGate, describe
 from plait_operator.metrics import OperatorMetrics
+from plait_operator.recovery import TAKEN_ANNOTATIONS, RetryOutcome, start_fork, take_retry
 from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
 from plait_operator.store import Store, task_body, task_flow_control, task_name
@@ -232,6 +234,8 @@ class InstanceActor:
         spec = body.get("spec") or {}
         events: list[Event] = []
         starting = False
+        prelude: Decision | None = None  # a rerun or a fork, decided before this reconcile's events
+        retried: RetryOutcome | None = None
         restored = snapshot_of(status)
         if restored is not None:
             snapshot = restored
@@ -244,33 +248,48 @@ class InstanceActor:
                     "(any more); it runs again once a worker publishes it",
                 )
                 return
+            if RETRY_ANNOTATION in (meta.get("annotations") or {}):
+                body, retried = await self._take_retry(body, definition, snapshot)
+                prelude = retried.decision
         else:
             if status.get("phase") in ("Failed", "Cancelled") or "deletionTimestamp" in meta:
                 await self._finish_deletion(body, finished=True)
                 await self._reject_signals(f"instance {self.name} did not start")
                 return
-            found = await host.resolve_definition(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
-            if found is None:
-                await self._wait_for_definition(body, spec)
-                return
-            definition = found
-            try:
-                check_input(definition, spec.get("input"), host.settings.max_payload_bytes)
-            except InvalidInstance as invalid:
-                await self._reject(body, invalid)
-                return
-            if spec.get("idempotencyKey") and not await self._first_of_its_key(body):
-                return
+            if spec.get("forkFrom"):
+                try:
+                    definition, prelude = await start_fork(host, host.store, body, time.time())
+                except InvalidInstance as invalid:
+                    await self._reject(body, invalid)
+                    return
+            else:
+                found = await host.resolve_definition(
+                    self.namespace, spec.get("workflow", ""), spec.get("definitionHash")
+                )
+                if found is None:
+                    await self._wait_for_definition(body, spec)
+                    return
+                definition = found
+                try:
+                    check_input(definition, spec.get("input"), host.settings.max_payload_bytes)
+                except InvalidInstance as invalid:
+                    await self._reject(body, invalid)
+                    return
+                if spec.get("idempotencyKey") and not await self._first_of_its_key(body):
+                    return
             body = self.body or body  # the newest seen: an annotation may have come during the awaits
             if definition.concurrency is not None and not await self._admitted(body, definition):
                 return
             if FINALIZER not in (body["metadata"].get("finalizers") or []):
                 body = self.body = _slim(await host.store.add_finalizer(body))
-            snapshot = new_snapshot(definition, self.name)
-            annotations = body["metadata"].get("annotations") or {}
-            if PAUSE_ANNOTATION in annotations and CANCEL_ANNOTATION not in annotations:  # paused before it started
-                snapshot.paused = requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
-            events.append(Started(spec.get("input")))
+            if prelude is not None:
+                snapshot = prelude.snapshot
+            else:
+                snapshot = new_snapshot(definition, self.name)
+                annotations = body["metadata"].get("annotations") or {}
+                if PAUSE_ANNOTATION in annotations and CANCEL_ANNOTATION not in annotations:  # paused before it started
+                    snapshot.paused = requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
+                events.append(Started(spec.get("input")))
             starting = True
 
         was_paused = snapshot.paused is not None
@@ -282,17 +301,27 @@ class InstanceActor:
         events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer.at <= now]
         delivery: dict[str, str] = {}
         commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
+        if prelude is not None:
+            commands, changed = prelude.commands + commands, True
 
         if changed:
             # The checkpoint and the tasks it dispatches are written together: task names are
             # derived from the checkpoint's content, so after a failure on either side the next
             # reconcile reaches the same tasks (a repeated create is a harmless 409).
-            patch = changes(body.get("status") or {}, render(body, definition, snapshot))
+            rendered = render(body, definition, snapshot)
+            if retried is not None:
+                rendered["conditions"] = merge_conditions(rendered["conditions"], [self._retried(body, retried)])
+            patch = changes(body.get("status") or {}, rendered)
             written, _ = await _both(host.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
             body = self.body = _slim(written)
             if starting:
                 message = f"running workflow {definition.name!r} version {definition.hash[:12]}"
+                if spec.get("forkFrom"):
+                    source = spec["forkFrom"]
+                    message += f", forked from {source['instance']} ({source.get('step') or 'its unfinished steps'})"
                 host.spawn(host.store.post_event(body, "Started", message))
+            if retried is not None and retried.decision is not None:
+                host.spawn(host.store.post_event(body, retried.reason, retried.message))
         else:
             await self._dispatch(body, definition, snapshot)
         acknowledgements = [(name, delivery.get(event.id or "", "Buffered")) for event, name in accepted_signals]
@@ -309,6 +338,31 @@ class InstanceActor:
             host.retire(self, self._ttl_due(body))
         else:
             self._schedule(snapshot.wake_at)
+
+    async def _take_retry(self, body: JSON, definition: Definition, snapshot: Snapshot) -> tuple[JSON, RetryOutcome]:
+        """``plait.dev/retry``: rerun the instance (``snapshot`` changes in place), or say why not.
+
+        The annotation goes first, fenced by the version the decision was made on: should the
+        checkpoint write fail after it, the request is lost (the instance stays as it was and no
+        ``Retried`` condition says otherwise), never taken twice.
+        """
+        store = self.host.store
+        outcome = await take_retry(store, body, definition, snapshot, time.time())
+        if outcome.decision is None:
+            status = body.get("status") or {}
+            update = {"conditions": merge_conditions(status.get("conditions"), [self._retried(body, outcome)])}
+            body = self.body = _slim(await store.write_status(body, update))
+            self.host.spawn(store.post_event(body, outcome.reason, outcome.message, warning=True))
+        removed = TAKEN_ANNOTATIONS if outcome.decision is not None else [RETRY_ANNOTATION]
+        body = self.body = _slim(await store.remove_annotations(body, removed))
+        return body, outcome
+
+    def _retried(self, body: JSON, outcome: RetryOutcome) -> JSON:
+        status = "True" if outcome.decision is not None else "False"
+        previous = (body.get("status") or {}).get("conditions")
+        return condition(
+            previous, "Retried", status, outcome.reason, outcome.message, body["metadata"].get("generation")
+        )
 
     # -- turning the world into engine events ------------------------------------------------------
 

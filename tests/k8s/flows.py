@@ -178,3 +178,20 @@ def one_at_a_time(x: int) -> int:
 
 
 limited = Flow("limited").then(one_at_a_time).build()  # a held task let through, under the chart's RBAC
+
+
+def broken_for(instance: str) -> Path:
+    """While this file exists, ``fragile`` fails for ``instance`` (a test "fixes the cause" by removing it)."""
+    return MARKS / f"{instance}.broken"
+
+
+@task
+def fragile(x: int) -> int:
+    ctx = get_task_context()
+    mark("fragile")
+    if ctx is not None and broken_for(ctx.instance_id).exists():
+        raise RuntimeError("dependency down")
+    return x + 1
+
+
+recoverable = Flow("recoverable").then(inc).then(double).then(fragile).then(inc).build()

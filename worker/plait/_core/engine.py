@@ -314,7 +314,8 @@ def _part_done(node: Node, state: NodeState, path: str, via: str, value: Any, ct
 def _start(node: Node, value: Any, path: str, ctx: _Context) -> tuple[NodeState | None, Outcome]:
     """Begin ``node`` on ``value``: its new state, and its outcome if it finished at once."""
     if isinstance(node, TaskNode):
-        task: TaskState = {"attempt": 0, "failures": 0, "lost": 0, "state": "ready", "input": value}
+        first = ctx.snapshot.attempts_used.get(node.id, 0)  # after a rerun, attempt numbers go on from there
+        task: TaskState = {"attempt": first, "failures": 0, "lost": 0, "state": "ready", "input": value}
         _dispatch(node, task, path, ctx)
         return task, None
     if isinstance(node, ForkNode):
@@ -338,31 +339,40 @@ def _start(node: Node, value: Any, path: str, ctx: _Context) -> tuple[NodeState 
         loop: LoopState = {"iteration": 0, "frame": new_sequence()}
         return loop, _run_loop_body(node, loop, path, value, ctx)
     if isinstance(node, DelayNode):
-        wake = ctx.now + node.seconds
-        ctx.snapshot.timers[path] = Timer(wake, "delay", node.id)
-        ctx.commands.append(SetTimer(path, wake, "delay"))
-        _mark(ctx, node.id, "waiting")
+        _start_delay(node, path, ctx)
         delay: DelayState = {"value": value}
         return delay, None
     if isinstance(node, SignalNode):
-        buffered = ctx.snapshot.signals.get(node.signal)
-        if buffered:
-            payload = buffered.pop(0)
-            if not buffered:
-                del ctx.snapshot.signals[node.signal]
-            _mark(ctx, node.id, "succeeded")
-            return {}, _Done(payload)
-        ctx.snapshot.waiting_signals[path] = SignalWait(node.signal, node.id)
-        if node.timeout_secs is not None:
-            wake = ctx.now + node.timeout_secs
-            ctx.snapshot.timers[path] = Timer(wake, "signal-timeout", node.id)
-            ctx.commands.append(SetTimer(path, wake, "signal-timeout"))
-        _mark(ctx, node.id, "waiting")
-        return {}, None
+        return {}, _wait_for_signal(node, path, ctx)
     if isinstance(node, ChildNode):
         child: ChildState = {"frame": new_sequence()}
         return child, _advance(node.steps, child["frame"], within(path), value, ctx)
     assert_never(node)
+
+
+def _start_delay(node: DelayNode, path: str, ctx: _Context) -> None:
+    wake = ctx.now + node.seconds
+    ctx.snapshot.timers[path] = Timer(wake, "delay", node.id)
+    ctx.commands.append(SetTimer(path, wake, "delay"))
+    _mark(ctx, node.id, "waiting")
+
+
+def _wait_for_signal(node: SignalNode, path: str, ctx: _Context) -> Outcome:
+    """Take the oldest buffered payload for ``node``'s signal, or start waiting for one."""
+    buffered = ctx.snapshot.signals.get(node.signal)
+    if buffered:
+        payload = buffered.pop(0)
+        if not buffered:
+            del ctx.snapshot.signals[node.signal]
+        _mark(ctx, node.id, "succeeded")
+        return _Done(payload)
+    ctx.snapshot.waiting_signals[path] = SignalWait(node.signal, node.id)
+    if node.timeout_secs is not None:
+        wake = ctx.now + node.timeout_secs
+        ctx.snapshot.timers[path] = Timer(wake, "signal-timeout", node.id)
+        ctx.commands.append(SetTimer(path, wake, "signal-timeout"))
+    _mark(ctx, node.id, "waiting")
+    return None
 
 
 def _join_when_done(node: ForkNode, fork: ForkState, path: str, ctx: _Context) -> Outcome:
@@ -553,6 +563,41 @@ def _timer_fired(node: Node, state: NodeState, path: str, _: None, ctx: _Context
         _mark(ctx, node.id, "failed")
         return _Failed(f"SignalTimeout: signal '{node.signal}' not received within {node.timeout_secs}s")
     raise AssertionError(f"{node.kind} {node.id!r} sets no timers")
+
+
+# -- reruns ------------------------------------------------------------------------------------------
+
+
+def restart(definition: Definition, snapshot: Snapshot, paths: list[str], now: float) -> Decision:
+    """Run again the unfinished steps at ``paths`` of a stopped instance (see :mod:`plait._core.rerun`).
+
+    A task gets a new attempt with its retries renewed, a delay waits its whole duration again, a
+    signal wait starts over; what they lead to then goes on as usual.
+    """
+    ctx = _Context(definition, snapshot, now, True)
+    snapshot.status = st.IN_PROGRESS
+    for path in paths:
+        if snapshot.finished:
+            break
+        _deliver(path, None, _restart_step, None, ctx)
+    snapshot.events += 1
+    _refresh_status(snapshot)
+    return ctx
+
+
+def _restart_step(node: Node, state: NodeState, path: str, _: None, ctx: _Context) -> Outcome:
+    if isinstance(node, TaskNode):
+        task = cast(TaskState, state)
+        task["failures"], task["lost"], task["state"] = 0, 0, "ready"
+        task.pop("error", None)
+        _dispatch(node, task, path, ctx)
+        return None
+    if isinstance(node, DelayNode):
+        _start_delay(node, path, ctx)
+        return None
+    if isinstance(node, SignalNode):
+        return _wait_for_signal(node, path, ctx)
+    raise AssertionError(f"{node.kind} {node.id!r} is not a step to restart")
 
 
 # -- signals ---------------------------------------------------------------------------------------

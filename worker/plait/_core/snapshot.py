@@ -123,6 +123,7 @@ class Snapshot:
     paused: dict[str, Any] | None = None  # {"reason", "by"}
     cancelled: dict[str, Any] | None = None  # {"reason", "by"}
     steps: dict[str, StepProgress] = field(default_factory=dict)  # by node id
+    attempts_used: dict[str, int] = field(default_factory=dict)  # by node id: attempts of runs before a rerun
     events: int = 0  # events applied; the checkpoint's version
 
     @property
@@ -151,6 +152,7 @@ class Snapshot:
             "paused": self.paused,
             "cancelled": self.cancelled,
             "steps": self.steps,
+            "attemptsUsed": self.attempts_used,
             "events": self.events,
         }
 
@@ -173,5 +175,6 @@ class Snapshot:
             paused=data.get("paused"),
             cancelled=data.get("cancelled"),
             steps=dict(data.get("steps") or {}),
+            attempts_used=dict(data.get("attemptsUsed") or {}),
             events=int(data.get("events") or 0),
         )
