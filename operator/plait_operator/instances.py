@@ -23,6 +23,7 @@ from plait._backoff import Backoff
 from plait._core.definition import Definition, TaskNode
 from plait._core.engine import Decision, decide, new_snapshot
 from plait._core.events import (
+    Abort,
     CancelTask,
     Command,
     DispatchTask,
@@ -59,7 +60,7 @@ from plait.errors import Conflict
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import Admitted, InstanceGate, Queued, Refused, TaskGate, describe
 from plait_operator.metrics import OperatorMetrics
-from plait_operator.recovery import TAKEN_ANNOTATIONS, RetryOutcome, start_fork, take_retry
+from plait_operator.recovery import TAKEN_ANNOTATIONS, RetryOutcome, deadline_of, start_fork, take_retry
 from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, condition, merge_conditions, phase_of, render, snapshot_of
 from plait_operator.store import Store, task_body, task_flow_control, task_name
@@ -299,6 +300,11 @@ class InstanceActor:
         events += [event for event, _ in accepted_signals]
         now = time.time()
         events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer.at <= now]
+        restarted = starting or (retried is not None and retried.decision is not None)
+        deadline = deadline_of(body, definition, now if restarted else None)
+        expired = deadline is not None and deadline[0] <= now and not snapshot.finished
+        if expired and deadline is not None:
+            events.append(Abort(deadline[1]))
         delivery: dict[str, str] = {}
         commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
         if prelude is not None:
@@ -309,6 +315,8 @@ class InstanceActor:
             # derived from the checkpoint's content, so after a failure on either side the next
             # reconcile reaches the same tasks (a repeated create is a harmless 409).
             rendered = render(body, definition, snapshot)
+            if restarted:
+                rendered["startedAt"] = now_rfc3339()  # a rerun starts the clock again (a deadline's)
             if retried is not None:
                 rendered["conditions"] = merge_conditions(rendered["conditions"], [self._retried(body, retried)])
             patch = changes(body.get("status") or {}, rendered)
@@ -322,6 +330,8 @@ class InstanceActor:
                 host.spawn(host.store.post_event(body, "Started", message))
             if retried is not None and retried.decision is not None:
                 host.spawn(host.store.post_event(body, retried.reason, retried.message))
+            if expired and deadline is not None:
+                host.spawn(host.store.post_event(body, "DeadlineExceeded", deadline[1], warning=True))
         else:
             await self._dispatch(body, definition, snapshot)
         acknowledgements = [(name, delivery.get(event.id or "", "Buffered")) for event, name in accepted_signals]
@@ -337,7 +347,8 @@ class InstanceActor:
             await self._finish_deletion(body, finished=True)
             host.retire(self, self._ttl_due(body))
         else:
-            self._schedule(snapshot.wake_at)
+            ends = deadline[0] if deadline is not None else None
+            self._schedule(min((t for t in (snapshot.wake_at, ends) if t is not None), default=None))
 
     async def _take_retry(self, body: JSON, definition: Definition, snapshot: Snapshot) -> tuple[JSON, RetryOutcome]:
         """``plait.dev/retry``: rerun the instance (``snapshot`` changes in place), or say why not.

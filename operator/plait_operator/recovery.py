@@ -1,10 +1,11 @@
-"""Reruns and forks on the cluster: the I/O around :mod:`plait._core.rerun`.
+"""Reruns, forks and deadlines on the cluster: the I/O around :mod:`plait._core.rerun`.
 
 An actor (:mod:`plait_operator.instances`) calls :func:`take_retry` when an instance carries
 ``plait.dev/retry`` and :func:`start_fork` when a new instance has ``spec.forkFrom``. Both read
 what the checkpoint no longer holds, the input a step to rerun from had, from that step's latest
 task record (task records stay until their instance is deleted), and return the engine's
-decision for the actor to write and carry out like any other.
+decision for the actor to write and carry out like any other. :func:`deadline_of` says when an
+instance's ``spec.activeDeadlineSeconds`` (or its flow's timeout) runs out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from plait._core.events import DispatchTask, SetTimer
 from plait._core.rerun import fork, locate, rerun
 from plait._core.snapshot import Snapshot
 from plait._kube.client import JSON
-from plait._kube.models import CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION, RETRY_ANNOTATION
+from plait._kube.models import CANCEL_ANNOTATION, CANCELLED_BY_ANNOTATION, RETRY_ANNOTATION, parse_rfc3339
 from plait.errors import RerunRefused
 from plait_operator.status import snapshot_of
 from plait_operator.store import Store
@@ -40,6 +41,27 @@ class RetryOutcome:
     decision: Decision | None
     reason: str
     message: str
+
+
+def deadline_of(body: JSON, definition: Definition, started_at: float | None) -> tuple[float, str] | None:
+    """When the instance must have finished, and the error it fails with then; None without a deadline.
+
+    The clock starts when the instance starts or is rerun (``status.startedAt``, or ``started_at``
+    when that happens now) and runs on while it is paused: wall time, as for a Job.
+    """
+    seconds = (body.get("spec") or {}).get("activeDeadlineSeconds")
+    where = "spec.activeDeadlineSeconds"
+    if seconds is None:
+        seconds, where = definition.timeout_secs, "the flow's timeout"
+    if seconds is None:
+        return None
+    if started_at is None:
+        started = (body.get("status") or {}).get("startedAt")
+        if started is None:
+            return None
+        started_at = parse_rfc3339(started)
+    error = f"DeadlineExceeded: the instance ran for more than {seconds:g}s ({where})"
+    return started_at + seconds, error
 
 
 async def take_retry(store: Store, body: JSON, definition: Definition, snapshot: Snapshot, now: float) -> RetryOutcome:

@@ -82,7 +82,7 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
             previous.get("conditions"),
             "Completed",
             "True" if finished else "False",
-            phase if finished else "InProgress",
+            _completed_reason(snapshot, phase) if finished else "InProgress",
             status["message"],
             generation,
         )
@@ -168,6 +168,13 @@ def _summary(node_id: str, summary: StepProgress) -> dict[str, Any]:
     if summary.get("finishedAt") is not None:
         out["finishedAt"] = rfc3339(summary["finishedAt"])
     return out
+
+
+def _completed_reason(snapshot: Snapshot, phase: str) -> str:
+    """The final phase, or for a deadline its Job-like reason ``DeadlineExceeded``."""
+    if phase == "Failed" and (snapshot.error or "").startswith("DeadlineExceeded:"):
+        return "DeadlineExceeded"
+    return phase
 
 
 def _message(snapshot: Snapshot, phase: str) -> str:

@@ -195,3 +195,4 @@ def fragile(x: int) -> int:
 
 
 recoverable = Flow("recoverable").then(inc).then(double).then(fragile).then(inc).build()
+bounded = Flow("bounded", timeout="2s").then(nap).then(after_nap).build()  # a deadline from the flow

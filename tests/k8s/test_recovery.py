@@ -5,6 +5,7 @@ The marks files count what ran: each line is one run of one step (name, attempt,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ from typing import Any
 import pytest
 
 from plait._kube.client import Kube
-from plait._kube.models import CANCEL_ANNOTATION, INSTANCES, RETRY_ANNOTATION
+from plait._kube.models import CANCEL_ANNOTATION, INSTANCES, PAUSE_ANNOTATION, RETRY_ANNOTATION, parse_rfc3339
 from plait.cli import main
 from tests.k8s.flows import broken_for
-from tests.k8s.support import PlaitProcess, marks, submit, wait_for, wait_phase
+from tests.k8s.support import PlaitProcess, instance_body, marks, submit, wait_for, wait_phase
 from tests.k8s.test_lifecycle import events_for, tasks_of
 
 Worker = Callable[..., PlaitProcess]
@@ -172,3 +173,44 @@ def test_retry_many_by_label_and_fork_with_the_cli(
     assert main(["fork", "m1", "--as", "bad-fork", "--from", "nope", "-n", e2e]) == 0
     refused = wait_phase(kube, e2e, "bad-fork", "Failed")
     assert "InvalidFork" in refused["status"]["error"] and "has no step 'nope'" in refused["status"]["error"]
+
+
+def completed_condition(body: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in body["status"]["conditions"] if c["type"] == "Completed")
+
+
+def test_a_deadline_fails_the_instance_and_stops_its_running_task(
+    kube: Kube, e2e: str, start_worker: Worker, marks_dir: Path
+) -> None:
+    start_worker(e2e)
+    submit(kube, e2e, "d", "slow", 30, activeDeadlineSeconds=2)
+    failed = wait_phase(kube, e2e, "d", "Failed", timeout=20)
+    assert (
+        failed["status"]["error"] == "DeadlineExceeded: the instance ran for more than 2s (spec.activeDeadlineSeconds)"
+    )
+    assert completed_condition(failed)["reason"] == "DeadlineExceeded"
+    took = parse_rfc3339(failed["status"]["finishedAt"]) - parse_rfc3339(failed["status"]["startedAt"])
+    assert 2 <= took < 5
+    wait_for(lambda: "nap-cancelled" in " ".join(marks(marks_dir, "d")), timeout=10, what="the task to stop")
+    assert not any(line.startswith("after-nap") for line in marks(marks_dir, "d"))
+    [task] = tasks_of(kube, e2e, "d")
+    assert task["status"]["phase"] == "Cancelled"  # type: ignore[index]
+    assert any(e["reason"] == "DeadlineExceeded" and e["type"] == "Warning" for e in events_for(kube, e2e, "d"))
+
+
+def test_the_flow_timeout_is_the_default_deadline_and_paused_time_counts(
+    kube: Kube, e2e: str, start_worker: Worker, marks_dir: Path
+) -> None:
+    start_worker(e2e)
+    body = instance_body("p", "bounded", 30)
+    body["metadata"]["annotations"] = {PAUSE_ANNOTATION: "held from the start"}
+    kube.create(INSTANCES, body, e2e)
+    wait_phase(kube, e2e, "p", "Paused")
+    failed = wait_phase(kube, e2e, "p", "Failed", timeout=20)
+    assert failed["status"]["error"] == "DeadlineExceeded: the instance ran for more than 2s (the flow's timeout)"
+    assert marks(marks_dir, "p") == []  # paused from the start: nothing ran, and the clock ran on
+
+    submit(kube, e2e, "q", "bounded", 30, activeDeadlineSeconds=600)  # the instance's own deadline wins
+    wait_for(lambda: "nap-start" in " ".join(marks(marks_dir, "q")), what="the nap to start")
+    time.sleep(3)
+    assert phase_now(kube, e2e, "q") == "Running"

@@ -316,11 +316,17 @@ class Flow:
         metadata: dict[str, Any] | None = None,
         queue: str | None = None,
         concurrency: int | Concurrency | None = None,
+        timeout: str | float | timedelta | None = None,
     ):
         """``concurrency`` (plait): at most that many instances run at once, per key of their input
-        (a number, or a :class:`Concurrency` with a key and a strategy); see docs/flow-control.md."""
+        (a number, or a :class:`Concurrency` with a key and a strategy); see docs/flow-control.md.
+        ``timeout`` (plait): an instance's default deadline on a cluster (seconds, ``timedelta`` or
+        ``"2h"``), which ``spec.activeDeadlineSeconds`` overrides; see docs/recovery.md."""
         if not name:
             raise ValueError("a flow needs a name")
+        self._timeout = _seconds(timeout, "Flow timeout") if timeout is not None else None
+        if self._timeout == 0:
+            raise ValueError("Flow timeout must be more than zero")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int | Concurrency | None):
             raise TypeError(f"Flow(concurrency=...) takes a whole number or a Concurrency, got {concurrency!r}")
         self._concurrency = Concurrency(concurrency) if isinstance(concurrency, int) else concurrency
@@ -418,6 +424,7 @@ class Flow:
             metadata=self._metadata,
             queue=self._queue,
             concurrency=self._concurrency,
+            timeout_secs=self._timeout,
         )
         return Workflow(definition, dict(self._builder.tasks))
 

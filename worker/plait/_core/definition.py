@@ -249,6 +249,7 @@ class Definition:
     metadata: dict[str, Any] | None = None
     queue: str = DEFAULT_QUEUE
     concurrency: Concurrency | None = None  # instances running at once
+    timeout_secs: float | None = None  # an instance's default deadline (spec.activeDeadlineSeconds)
     nodes: dict[str, Node] = field(init=False, repr=False, compare=False)
     hash: str = field(init=False, compare=False)
 
@@ -297,6 +298,8 @@ class Definition:
             data["metadata"] = self.metadata
         if self.concurrency is not None:
             data["concurrency"] = self.concurrency.to_data()
+        if self.timeout_secs is not None:
+            data["timeoutSeconds"] = self.timeout_secs
         return data
 
     @classmethod
@@ -322,6 +325,7 @@ class Definition:
             metadata=data.get("metadata"),
             queue=data.get("queue", DEFAULT_QUEUE),
             concurrency=Concurrency.from_data(data["concurrency"]) if data.get("concurrency") else None,
+            timeout_secs=float(data["timeoutSeconds"]) if data.get("timeoutSeconds") is not None else None,
         )
         if data.get("hash") and data["hash"] != definition.hash:
             raise DefinitionError(

@@ -2,7 +2,8 @@
 
 Every semantic of plait lives here once: sequencing, fork/join, routing, loops, child flows,
 retries with backoff, durable delays, signals (buffered first-in first-out per name, with
-timeouts), pause/unpause/cancel at task boundaries, and what counts as a stale event. The local
+timeouts), pause/unpause/cancel at task boundaries, aborts (a deadline), restarts (a rerun, see
+:mod:`plait._core.rerun`), and what counts as a stale event. The local
 runner and the Kubernetes controller are adapters that carry out the commands and feed back the
 events. No I/O and no clock: time comes in as ``now`` (seconds since the epoch).
 
@@ -33,6 +34,7 @@ from plait._core.definition import (
     TaskNode,
 )
 from plait._core.events import (
+    Abort,
     Cancel,
     CancelTask,
     Command,
@@ -188,6 +190,9 @@ def _apply(event: Event, ctx: _Context) -> bool:
     if isinstance(event, Cancel):
         snapshot.cancelled = {"reason": event.reason, "by": event.by}
         _finish(ctx, st.CANCELLED)
+        return True
+    if isinstance(event, Abort):
+        _conclude(_Failed(event.error), ctx)
         return True
     assert_never(event)
 

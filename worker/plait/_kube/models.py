@@ -209,6 +209,12 @@ class WorkflowInstanceSpec(_Model):
         description="Submits with the same key in this namespace within the operator's window run once: a later "
         "instance does not run and points at the first (status.duplicateOf).",
     )
+    activeDeadlineSeconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Fail the instance (reason DeadlineExceeded, running tasks asked to stop) once it has run this "
+        "long since it started or was last rerun, paused time included; default: the flow's Flow(timeout=...).",
+    )
     forkFrom: ForkSource | None = Field(
         default=None,
         description="Start from a copy of another instance's checkpoint instead of from the first step; it runs "
@@ -429,6 +435,9 @@ class WorkflowDefinitionSpec(_Model):
     outputSchema: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     concurrency: ConcurrencySpec | None = None
+    timeoutSeconds: float | None = Field(
+        default=None, description="Default deadline of an instance, in seconds (Flow(timeout=...))."
+    )
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 

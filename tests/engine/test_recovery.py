@@ -1,11 +1,12 @@
-"""Rerunning a stopped instance and forking a checkpoint, in the engine core."""
+"""Rerunning a stopped instance, forking a checkpoint, deadlines and failure handlers, in the engine core."""
 
 from __future__ import annotations
 
 import pytest
 
 from plait import Flow, task
-from plait._core.events import Cancel, DispatchTask, SetTimer, TaskFailed, TaskSucceeded, TimerFired
+from plait._core.definition import Definition
+from plait._core.events import Abort, Cancel, CancelTask, DispatchTask, SetTimer, TaskFailed, TaskSucceeded, TimerFired
 from plait._core.rerun import fork, locate, rerun, unfinished
 from plait.errors import RerunRefused
 from tests.engine.harness import Harness
@@ -179,3 +180,23 @@ def test_a_fork_of_a_finished_instance_needs_a_step() -> None:
     h.succeed(h.only(), 4)
     h.feed(TaskSucceeded("2", h.only().attempt, 104))
     assert h.completed() == 104
+
+
+def test_an_abort_fails_the_instance_and_stops_every_attempt_in_flight() -> None:
+    h = Harness(Flow("f").fork().branch(a).branch(b).join(total))
+    h.start(1)
+    decision = h.feed(Abort("DeadlineExceeded: the instance ran for more than 2s"))
+    assert h.failed() == "DeadlineExceeded: the instance ran for more than 2s"
+    assert sorted(c.path for c in decision.commands if isinstance(c, CancelTask)) == ["0/0/0", "0/1/0"]
+    assert not h.feed(Abort("again")).accepted
+    [again, _] = rerun_into(h)  # a deadline's failure reruns like any other
+    assert again.attempt == 2
+
+
+def test_the_flow_timeout_is_part_of_the_definition() -> None:
+    bounded = Flow("t", timeout="2h").then(a).build().definition
+    assert bounded.timeout_secs == 7200 and bounded.to_data()["timeoutSeconds"] == 7200
+    assert Definition.from_data(bounded.to_data()).timeout_secs == 7200
+    assert bounded.hash != Flow("t").then(a).build().definition_hash
+    with pytest.raises(ValueError, match="must be more than zero"):
+        Flow("t", timeout=0)
