@@ -323,7 +323,15 @@ class Controller:
         if phase == "Succeeded":
             self.spawn(self.store.post_event(body, "Succeeded", "the workflow finished"))
         elif phase == "Failed":
-            self.spawn(self.store.post_event(body, "Failed", f"the workflow failed: {snapshot.error}", warning=True))
+            handler = snapshot.failure_handler
+            also = (
+                f"; its failure handler failed too: {handler.get('error')}"
+                if handler and handler["state"] == "failed"
+                else ""
+            )
+            self.spawn(
+                self.store.post_event(body, "Failed", f"the workflow failed: {snapshot.error}{also}", warning=True)
+            )
         else:
             reason = (snapshot.cancelled or {}).get("reason") or "no reason given"
             self.spawn(self.store.post_event(body, "Cancelled", f"cancelled: {reason}"))

@@ -302,6 +302,8 @@ class InstanceActor:
         events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer.at <= now]
         restarted = starting or (retried is not None and retried.decision is not None)
         deadline = deadline_of(body, definition, now if restarted else None)
+        if snapshot.failure_handler is not None:
+            deadline = None  # failed already: its failure handler runs to its own timeout
         expired = deadline is not None and deadline[0] <= now and not snapshot.finished
         if expired and deadline is not None:
             events.append(Abort(deadline[1]))
@@ -347,7 +349,7 @@ class InstanceActor:
             await self._finish_deletion(body, finished=True)
             host.retire(self, self._ttl_due(body))
         else:
-            ends = deadline[0] if deadline is not None else None
+            ends = deadline[0] if deadline is not None and snapshot.failure_handler is None else None
             self._schedule(min((t for t in (snapshot.wake_at, ends) if t is not None), default=None))
 
     async def _take_retry(self, body: JSON, definition: Definition, snapshot: Snapshot) -> tuple[JSON, RetryOutcome]:

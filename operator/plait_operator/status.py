@@ -57,7 +57,11 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
     previous = instance.get("status") or {}
     generation = instance["metadata"].get("generation")
     phase = phase_of(snapshot)
-    leaves = [n for n in definition.nodes.values() if isinstance(n, TaskNode | DelayNode | SignalNode)]
+    leaves = [
+        n
+        for n in definition.nodes.values()
+        if isinstance(n, TaskNode | DelayNode | SignalNode) and n is not definition.on_failure
+    ]
     done = sum(1 for n in leaves if n.id in snapshot.steps and snapshot.steps[n.id]["state"] == "succeeded")
     active = [node_id for node_id, s in snapshot.steps.items() if s["state"] in _ACTIVE]
     status: dict[str, Any] = {
@@ -178,8 +182,16 @@ def _completed_reason(snapshot: Snapshot, phase: str) -> str:
 
 
 def _message(snapshot: Snapshot, phase: str) -> str:
+    handler = snapshot.failure_handler
     if phase == "Failed":
-        return f"failed: {snapshot.error}"[:1024]
+        also = (
+            f"; its failure handler failed too: {handler.get('error')}"
+            if handler and handler["state"] == "failed"
+            else ""
+        )
+        return f"failed: {snapshot.error}{also}"[:1024]
+    if handler is not None and phase != "Cancelled":
+        return f"failed: {snapshot.error}; running its failure handler"[:1024]
     if phase == "Cancelled":
         reason = (snapshot.cancelled or {}).get("reason")
         return f"cancelled: {reason or 'no reason given'}"

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from plait import Flow, task
+from plait import Flow, WorkflowFailure, task
 from plait._core.definition import Definition
-from plait._core.events import Abort, Cancel, CancelTask, DispatchTask, SetTimer, TaskFailed, TaskSucceeded, TimerFired
+from plait._core.events import (
+    Abort,
+    Cancel,
+    CancelTask,
+    DispatchTask,
+    Fail,
+    SetTimer,
+    TaskFailed,
+    TaskSucceeded,
+    TimerFired,
+)
+from plait._core.frames import in_flight
 from plait._core.rerun import fork, locate, rerun, unfinished
+from plait._core.snapshot import Snapshot
 from plait.errors import RerunRefused
 from tests.engine.harness import Harness
 
@@ -200,3 +212,93 @@ def test_the_flow_timeout_is_part_of_the_definition() -> None:
     assert bounded.hash != Flow("t").then(a).build().definition_hash
     with pytest.raises(ValueError, match="must be more than zero"):
         Flow("t", timeout=0)
+
+
+@task
+def notify(failure: WorkflowFailure) -> str:
+    return f"told about {failure.error}"
+
+
+@task(retries=1)
+def flaky_notify(failure: WorkflowFailure) -> str:
+    return "told"
+
+
+def failing_with_handler(handler: object = notify) -> Harness:
+    h = Harness(Flow("h").fork().branch(a).branch(b).join(total).on_failure(handler))  # type: ignore[arg-type]
+    h.start(7)
+    h.feed(TaskFailed("0/0/0", 1, "RuntimeError: boom"))
+    return h
+
+
+def test_the_failure_handler_runs_once_on_the_error_and_the_input_then_the_instance_fails() -> None:
+    h = failing_with_handler()
+    assert [(c.path, c.attempt) for c in h.log if isinstance(c, CancelTask)] == [("0/1/0", 1)]
+    handler = h.only()
+    assert (handler.path, handler.task) == ("on_failure", "notify")
+    assert handler.input == {"error": "RuntimeError: boom", "input": 7, "instance_id": "i-1", "workflow": "h"}
+    assert h.snapshot.status == "in_progress" and not any(isinstance(c, Fail) for c in h.log)
+    h.succeed(handler, "told")
+    assert h.failed() == "RuntimeError: boom"
+    assert h.snapshot.steps["notify"]["state"] == "succeeded"
+    assert not h.feed(TaskSucceeded("on_failure", 1, "again")).accepted
+    assert [d.task for d in h.dispatched()].count("notify") == 1
+
+
+def test_a_failing_handler_is_recorded_and_not_run_again() -> None:
+    h = failing_with_handler()
+    h.feed(TaskFailed("on_failure", 1, "ConnectionError: mail server down"))
+    assert h.failed() == "RuntimeError: boom"
+    assert h.snapshot.failure_handler is not None
+    assert h.snapshot.failure_handler["state"] == "failed"
+    assert h.snapshot.failure_handler.get("error") == "ConnectionError: mail server down"
+    assert h.snapshot.steps["notify"]["state"] == "failed"
+    assert [d.task for d in h.dispatched()].count("notify") == 1
+
+
+def test_the_handler_has_its_own_retries_and_survives_a_crash() -> None:
+    h = failing_with_handler(flaky_notify)
+    h.feed(TaskFailed("on_failure", 1, "ConnectionError: try later"))
+    h.now = h.timers()[-1].at
+    h.feed(TimerFired("on_failure"))
+    assert h.only().attempt == 2
+    [dispatch] = in_flight(h.definition, Snapshot.from_data(h.snapshot.to_data()))  # a restarted operator
+    assert (dispatch.path, dispatch.attempt, dispatch.input["error"]) == ("on_failure", 2, "RuntimeError: boom")
+    h.succeed(h.only(), "told")
+    assert h.failed() == "RuntimeError: boom"
+
+
+def test_a_deadline_runs_the_handler_but_a_cancel_or_a_success_does_not() -> None:
+    h = Harness(Flow("h").then(a).on_failure(notify))
+    h.start(1)
+    h.feed(Abort("DeadlineExceeded: too long"))
+    assert h.only().input["error"] == "DeadlineExceeded: too long"
+    assert not h.feed(Abort("DeadlineExceeded: too long")).accepted  # the handler is not cut short
+    cancelled = Harness(Flow("h").then(a).on_failure(notify))
+    cancelled.start(1)
+    cancelled.feed(Cancel())
+    assert [d.task for d in cancelled.dispatched()] == ["a"]
+    succeeded = Harness(Flow("h").then(a).on_failure(notify))
+    succeeded.start(1)
+    succeeded.succeed(succeeded.only(), 2)
+    assert succeeded.completed() == 2 and [d.task for d in succeeded.dispatched()] == ["a"]
+
+
+def test_a_rerun_after_the_handler_gives_the_next_failure_its_own_handler_run() -> None:
+    h = failing_with_handler()
+    h.succeed(h.only(), "told")
+    h.failed()
+    again = rerun_into(h)
+    assert [d.task for d in again] == ["a", "b"] and h.snapshot.failure_handler is None
+    h.feed(TaskFailed("0/0/0", again[0].attempt, "RuntimeError: boom again"))
+    assert h.only().input["error"] == "RuntimeError: boom again"
+
+
+def test_the_handler_is_part_of_the_definition_not_of_its_steps() -> None:
+    definition = Flow("h").then(a).on_failure(notify).build().definition
+    assert definition.on_failure is not None and definition.to_data()["onFailure"] == "notify"
+    assert [node.id for node in definition.steps] == ["a"] and "notify" in definition.nodes
+    assert Definition.from_data(definition.to_data()).on_failure == definition.on_failure
+    assert definition.hash != Flow("h").then(a).build().definition_hash
+    with pytest.raises(ValueError, match="already has a failure handler"):
+        Flow("h").then(a).on_failure(notify).on_failure(notify)

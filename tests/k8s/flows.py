@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from plait import Flow, LoopResult, RetryPolicy, get_task_context, task
+from plait import Flow, LoopResult, RetryPolicy, WorkflowFailure, get_task_context, task
 
 MARKS = Path(os.environ.get("PLAIT_TEST_MARKS", "/tmp/plait-test-marks"))
 
@@ -196,3 +196,21 @@ def fragile(x: int) -> int:
 
 recoverable = Flow("recoverable").then(inc).then(double).then(fragile).then(inc).build()
 bounded = Flow("bounded", timeout="2s").then(nap).then(after_nap).build()  # a deadline from the flow
+
+
+@task
+def compensate(failure: WorkflowFailure) -> str:
+    """Records what it was called with, for the test to read."""
+    mark("compensate")
+    (MARKS / f"{failure.instance_id}.failure.json").write_text(failure.model_dump_json())
+    return "compensated"
+
+
+@task
+def pager(failure: WorkflowFailure) -> None:
+    mark("pager")
+    raise RuntimeError("the pager is down too")
+
+
+compensated = Flow("compensated").then(inc).then(hopeless).on_failure(compensate).build()
+badly_compensated = Flow("badly-compensated").then(hopeless).on_failure(pager).build()

@@ -5,6 +5,7 @@ The marks files count what ran: each line is one run of one step (name, attempt,
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -214,3 +215,36 @@ def test_the_flow_timeout_is_the_default_deadline_and_paused_time_counts(
     wait_for(lambda: "nap-start" in " ".join(marks(marks_dir, "q")), what="the nap to start")
     time.sleep(3)
     assert phase_now(kube, e2e, "q") == "Running"
+
+
+def test_the_failure_handler_runs_once_with_the_error_and_the_input(
+    kube: Kube, e2e: str, start_worker: Worker, marks_dir: Path
+) -> None:
+    start_worker(e2e)
+    submit(kube, e2e, "h", "compensated", 1)
+    failed = wait_phase(kube, e2e, "h", "Failed")
+    assert failed["status"]["error"] == "ValueError: this never works"
+    assert [name for name, _, _ in runs(marks_dir, "h")] == ["inc", "hopeless", "hopeless", "hopeless", "compensate"]
+    seen = json.loads((marks_dir / "h.failure.json").read_text())
+    assert seen == {"error": "ValueError: this never works", "input": 1, "instance_id": "h", "workflow": "compensated"}
+    handler = next(s for s in failed["status"]["steps"] if s["id"] == "compensate")
+    assert (handler["state"], handler["attempts"]) == ("succeeded", 1)
+    assert failed["status"]["progress"] == "1/2"  # the handler is not one of the flow's steps
+    [task] = [t for t in tasks_of(kube, e2e, "h") if t["spec"]["path"] == "on_failure"]  # type: ignore[index]
+    assert task["status"]["phase"] == "Succeeded"  # type: ignore[index]
+
+
+def test_a_failing_failure_handler_is_recorded_not_looped(
+    kube: Kube, e2e: str, start_worker: Worker, marks_dir: Path
+) -> None:
+    start_worker(e2e)
+    submit(kube, e2e, "bad", "badly-compensated", 1)
+    failed = wait_phase(kube, e2e, "bad", "Failed")
+    assert failed["status"]["error"] == "ValueError: this never works"
+    assert failed["status"]["message"] == (
+        "failed: ValueError: this never works; its failure handler failed too: RuntimeError: the pager is down too"
+    )
+    assert next(s for s in failed["status"]["steps"] if s["id"] == "pager")["state"] == "failed"
+    time.sleep(1.5)
+    assert [name for name, _, _ in runs(marks_dir, "bad")].count("pager") == 1
+    assert any("its failure handler failed too" in e["message"] for e in events_for(kube, e2e, "bad"))

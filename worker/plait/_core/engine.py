@@ -2,8 +2,14 @@
 
 Every semantic of plait lives here once: sequencing, fork/join, routing, loops, child flows,
 retries with backoff, durable delays, signals (buffered first-in first-out per name, with
-timeouts), pause/unpause/cancel at task boundaries, aborts (a deadline), restarts (a rerun, see
-:mod:`plait._core.rerun`), and what counts as a stale event. The local
+timeouts), pause/unpause/cancel at task boundaries, aborts (a deadline), the failure handler,
+restarts (a rerun, see :mod:`plait._core.rerun`), and what counts as a stale event.
+
+A flow with a failure handler (``Flow(...).on_failure(fn)``) does not end at its failure: every
+attempt in flight is stopped, the handler's task runs (path ``on_failure``, on the error and the
+instance's input, with its own retries), and only then the instance ends ``failed`` with the
+original error. The handler's own failure is recorded in its state and step summary and ends
+the instance all the same: it never runs twice for one failure. The local
 runner and the Kubernetes controller are adapters that carry out the commands and feed back the
 events. No I/O and no clock: time comes in as ``now`` (seconds since the epoch).
 
@@ -53,7 +59,7 @@ from plait._core.events import (
     TimerFired,
     Unpause,
 )
-from plait._core.frames import JOIN, KEY, ROUTE, at, new_sequence, resolve, target, task_in, within
+from plait._core.frames import JOIN, KEY, ON_FAILURE, ROUTE, at, new_sequence, resolve, target, task_in, within
 from plait._core.snapshot import (
     ChildState,
     DelayState,
@@ -192,12 +198,16 @@ def _apply(event: Event, ctx: _Context) -> bool:
         _finish(ctx, st.CANCELLED)
         return True
     if isinstance(event, Abort):
+        if snapshot.failure_handler is not None:
+            return False  # failed already; the handler is bounded by its own timeout
         _conclude(_Failed(event.error), ctx)
         return True
     assert_never(event)
 
 
 def _start_root(value: Any, ctx: _Context) -> None:
+    if ctx.definition.on_failure is not None:
+        ctx.snapshot.input = value
     frame = ctx.snapshot.root = new_sequence()
     _conclude(_advance(ctx.definition.steps, frame, "", value, ctx), ctx)
 
@@ -211,6 +221,8 @@ def _deliver(path: str, attempt: int | None, leaf: Leaf, detail: Any, ctx: _Cont
     snapshot = ctx.snapshot
     if attempt is not None and snapshot.running.get(path) != attempt:
         return False
+    if path == ON_FAILURE:
+        return _deliver_to_handler(leaf, detail, ctx)
     hops = resolve(ctx.definition, snapshot, path)
     if hops is None:
         return False
@@ -232,13 +244,43 @@ def _conclude(outcome: Outcome, ctx: _Context) -> None:
         ctx.commands.append(Complete(outcome.value))
         _finish(ctx, st.COMPLETED)
     elif isinstance(outcome, _Failed):
-        ctx.snapshot.error = outcome.error
-        ctx.commands.append(Fail(outcome.error))
+        snapshot = ctx.snapshot
+        snapshot.error = outcome.error
+        handler = ctx.definition.on_failure
+        if handler is None:
+            ctx.commands.append(Fail(outcome.error))
+            _finish(ctx, st.FAILED)
+            return
+        _stop_everything(ctx)
+        failure = {
+            "error": outcome.error,
+            "input": snapshot.input,
+            "instance_id": snapshot.instance_id,
+            "workflow": snapshot.workflow,
+        }
+        state: TaskState = {"attempt": 0, "failures": 0, "lost": 0, "state": "ready", "input": failure}
+        snapshot.failure_handler = state
+        _dispatch(handler, state, ON_FAILURE, ctx)
+
+
+def _deliver_to_handler(leaf: Leaf, detail: Any, ctx: _Context) -> bool:
+    """Apply ``leaf`` to the failure handler's task; once it is done either way, the instance ends failed."""
+    handler, state = ctx.definition.on_failure, ctx.snapshot.failure_handler
+    if handler is None or state is None or state["state"] in ("done", "failed"):
+        return False
+    if leaf(handler, state, ON_FAILURE, detail, ctx) is not None:
+        ctx.commands.append(Fail(ctx.snapshot.error or "failed"))
         _finish(ctx, st.FAILED)
+    return True
 
 
 def _finish(ctx: _Context, status: str) -> None:
     """End the instance: stop every attempt in flight and drop every timer."""
+    _stop_everything(ctx)
+    ctx.snapshot.status = status
+
+
+def _stop_everything(ctx: _Context) -> None:
     snapshot = ctx.snapshot
     for path, attempt in snapshot.running.items():
         ctx.commands.append(CancelTask(path, attempt))
@@ -246,7 +288,6 @@ def _finish(ctx: _Context, status: str) -> None:
     snapshot.ready = []
     snapshot.timers = {}
     snapshot.waiting_signals = {}
-    snapshot.status = status
 
 
 def _refresh_status(snapshot: Snapshot) -> None:

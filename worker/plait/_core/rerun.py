@@ -97,7 +97,7 @@ def _go_on(definition: Definition, snapshot: Snapshot, step: str | None, step_in
             f"instance {snapshot.instance_id!r} left no step unfinished (it {snapshot.status} after its last step "
             f"finished); name the step to rerun from (one of: {', '.join(_candidates(definition, snapshot))})"
         )
-    snapshot.output = snapshot.error = snapshot.paused = snapshot.cancelled = None
+    snapshot.output = snapshot.error = snapshot.paused = snapshot.cancelled = snapshot.failure_handler = None
     return restart(definition, snapshot, paths, now)
 
 
@@ -134,7 +134,7 @@ def _candidates(definition: Definition, snapshot: Snapshot) -> list[str]:
 
 
 def _tasks(definition: Definition) -> str:
-    return ", ".join(node.id for node in definition.tasks())
+    return ", ".join(node.id for node in definition.tasks() if node is not definition.on_failure)
 
 
 def _live(steps: tuple[Node, ...], frame: SequenceFrame, prefix: str) -> Iterator[Sequence]:

@@ -124,6 +124,8 @@ class Snapshot:
     cancelled: dict[str, Any] | None = None  # {"reason", "by"}
     steps: dict[str, StepProgress] = field(default_factory=dict)  # by node id
     attempts_used: dict[str, int] = field(default_factory=dict)  # by node id: attempts of runs before a rerun
+    input: Any = None  # the instance's input, kept only for a flow with a failure handler
+    failure_handler: TaskState | None = None  # the on_failure task, once the instance failed
     events: int = 0  # events applied; the checkpoint's version
 
     @property
@@ -153,6 +155,8 @@ class Snapshot:
             "cancelled": self.cancelled,
             "steps": self.steps,
             "attemptsUsed": self.attempts_used,
+            "input": self.input,
+            "failureHandler": self.failure_handler,
             "events": self.events,
         }
 
@@ -176,5 +180,7 @@ class Snapshot:
             cancelled=data.get("cancelled"),
             steps=dict(data.get("steps") or {}),
             attempts_used=dict(data.get("attemptsUsed") or {}),
+            input=data.get("input"),
+            failure_handler=data.get("failureHandler"),
             events=int(data.get("events") or 0),
         )

@@ -438,6 +438,9 @@ class WorkflowDefinitionSpec(_Model):
     timeoutSeconds: float | None = Field(
         default=None, description="Default deadline of an instance, in seconds (Flow(timeout=...))."
     )
+    onFailure: str | None = Field(
+        default=None, description="The task node run once when an instance fails (Flow(...).on_failure(fn))."
+    )
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
