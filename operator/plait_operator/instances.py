@@ -250,10 +250,15 @@ class InstanceActor:
                 )
                 return
             if RETRY_ANNOTATION in (meta.get("annotations") or {}):
-                body, retried = await self._take_retry(body, definition, snapshot)
+                outcome = await take_retry(host.store, body, definition, snapshot, time.time())
+                body, retried = await self._take_retry(body, outcome)
                 prelude = retried.decision
         else:
             if status.get("phase") in ("Failed", "Cancelled") or "deletionTimestamp" in meta:
+                if RETRY_ANNOTATION in (meta.get("annotations") or {}):
+                    why = f"instance {self.name!r} never started: there is nothing to rerun (submit it again)"
+                    message = f"{RETRY_ANNOTATION}={meta['annotations'][RETRY_ANNOTATION]!r} was not taken: {why}"
+                    body, _ = await self._take_retry(body, RetryOutcome(None, "RetryRefused", message))
                 await self._finish_deletion(body, finished=True)
                 await self._reject_signals(f"instance {self.name} did not start")
                 return
@@ -352,15 +357,15 @@ class InstanceActor:
             ends = deadline[0] if deadline is not None and snapshot.failure_handler is None else None
             self._schedule(min((t for t in (snapshot.wake_at, ends) if t is not None), default=None))
 
-    async def _take_retry(self, body: JSON, definition: Definition, snapshot: Snapshot) -> tuple[JSON, RetryOutcome]:
-        """``plait.dev/retry``: rerun the instance (``snapshot`` changes in place), or say why not.
+    async def _take_retry(self, body: JSON, outcome: RetryOutcome) -> tuple[JSON, RetryOutcome]:
+        """Take ``plait.dev/retry`` off: a rerun decided (the caller writes its checkpoint), or a
+        refusal, written here as the ``Retried`` condition and an Event.
 
         The annotation goes first, fenced by the version the decision was made on: should the
         checkpoint write fail after it, the request is lost (the instance stays as it was and no
         ``Retried`` condition says otherwise), never taken twice.
         """
         store = self.host.store
-        outcome = await take_retry(store, body, definition, snapshot, time.time())
         if outcome.decision is None:
             status = body.get("status") or {}
             update = {"conditions": merge_conditions(status.get("conditions"), [self._retried(body, outcome)])}

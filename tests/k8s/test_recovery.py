@@ -118,6 +118,12 @@ def test_a_bad_retry_request_is_refused_and_removed_and_nothing_is_lost(
     wait_for(lambda: RETRY_ANNOTATION not in annotations(kube, e2e, "b"), what="the annotation to be removed")
     assert "is completed: only a failed or cancelled" in retried_condition(kube.get(INSTANCES, "b", e2e))["message"]
 
+    submit(kube, e2e, "never", "recoverable", "not a number")  # fails its input check: it never starts
+    wait_phase(kube, e2e, "never", "Failed")
+    annotate(kube, e2e, "never", RETRY_ANNOTATION, "")
+    wait_for(lambda: RETRY_ANNOTATION not in annotations(kube, e2e, "never"), what="the annotation to be removed")
+    assert "never started: there is nothing to rerun" in retried_condition(kube.get(INSTANCES, "never", e2e))["message"]
+
 
 def test_a_cancelled_instance_reruns_the_step_it_stopped(
     kube: Kube, e2e: str, start_worker: Worker, marks_dir: Path

@@ -80,21 +80,28 @@ def _retry(args: argparse.Namespace) -> int:
             phase = phase_of(instance)
             if phase not in RERUNNABLE:
                 raise CommandError(f"{args.instance} is {phase}: only a Failed or Cancelled instance can be retried")
+            if not _started(instance):
+                message = (instance.get("status") or {}).get("message") or "no reason given"
+                raise CommandError(f"{args.instance} never started ({message}): nothing to rerun; submit it again")
             _request(kube, namespace, args.instance, args.step)
             print(f"follow it: {program()} get {args.instance} --watch", file=sys.stderr)
             return 0
         matching = kube.list(INSTANCES, namespace, label_selector=args.selector).get("items") or []
-        chosen = [item for item in matching if phase_of(item) in RERUNNABLE]
+        chosen = [item for item in matching if phase_of(item) in RERUNNABLE and _started(item)]
         if not chosen:
             print(
-                f"no Failed or Cancelled WorkflowInstance matches {args.selector!r} in {namespace!r} "
-                f"({len(matching)} match in other phases)",
+                f"nothing to retry: of the {len(matching)} WorkflowInstance(s) matching {args.selector!r} in "
+                f"{namespace!r}, none is a Failed or Cancelled instance that had started",
                 file=sys.stderr,
             )
             return 0
         for item in sorted(chosen, key=lambda body: str(body["metadata"]["name"])):
             _request(kube, namespace, item["metadata"]["name"], args.step)
     return 0
+
+
+def _started(instance: JSON) -> bool:
+    return bool((instance.get("status") or {}).get("checkpoint"))
 
 
 def _request(kube: Kube, namespace: str, name: str, step: str | None) -> None:
@@ -109,8 +116,7 @@ def _request(kube: Kube, namespace: str, name: str, step: str | None) -> None:
 def _fork(args: argparse.Namespace) -> int:
     with session(args) as (kube, namespace):
         source = get_instance(kube, namespace, args.instance)
-        status = source.get("status") or {}
-        if not status.get("checkpoint"):
+        if not _started(source):
             raise CommandError(f"{args.instance} has not started ({phase_of(source)}): there is no checkpoint to fork")
         try:
             kube.create(INSTANCES, fork_body(source, args.new, args.step), namespace)
