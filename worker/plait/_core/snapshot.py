@@ -2,8 +2,9 @@
 
 A snapshot holds the instance's position (a tree of frames mirroring the definition), the values
 still needed (inputs of steps not yet finished, fork results waiting for their join), the tasks
-in flight, timers, buffered signals, lifecycle flags and a per-node summary. Step outputs are
-not accumulated: once consumed they are gone from here. It is plain JSON data
+in flight, timers, buffered signals, lifecycle flags and a per-node summary; for a flow with a
+failure handler, also the instance's input and the handler's task. Step outputs are not
+accumulated: once consumed they are gone from here. It is plain JSON data
 (:meth:`Snapshot.to_data`), stored by the local backends and in ``WorkflowInstance.status``.
 
 Status strings are sayiir's: ``in_progress``, ``waiting``, ``awaiting_signal``, ``paused``,
