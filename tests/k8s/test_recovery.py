@@ -133,7 +133,7 @@ def test_a_cancelled_instance_reruns_the_step_it_stopped(
     wait_for(lambda: "nap-start" in " ".join(marks(marks_dir, "c")), what="the nap to start")
     annotate(kube, e2e, "c", CANCEL_ANNOTATION, "wrong time")
     wait_phase(kube, e2e, "c", "Cancelled")
-    assert main(["retry", "c", "-n", e2e]) == 0
+    assert main(["retry", "c", "--wait", "-n", e2e]) == 0
     assert wait_phase(kube, e2e, "c", "Succeeded")["status"]["output"] == "rested 4"
     assert sorted(run[:2] for run in runs(marks_dir, "c")) == [  # the stop of attempt 1 may come late
         ("after-nap", "1"),
@@ -169,6 +169,8 @@ def test_retry_many_by_label_and_fork_with_the_cli(
     assert phase_now(kube, e2e, "m1") == "Failed"  # the source is not changed
 
     capsys.readouterr()
+    assert main(["retry", "m2", "--from", "nope", "--wait", "-n", e2e]) == 1  # refused: the operator says why
+    assert "has no step 'nope'" in capsys.readouterr().err
     assert main(["retry", "-l", "batch=nightly", "-n", e2e]) == 0
     assert capsys.readouterr().out.count(f"annotated {RETRY_ANNOTATION}=''") == 2
     for name in ("m1", "m2"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from plait._ids import instance_name
 from plait._kube.client import JSON, Kube
@@ -46,6 +47,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     retry.add_argument(
         "--from", dest="step", metavar="STEP", help="rerun from this task step (default: the failed one)"
     )
+    retry.add_argument(
+        "--wait", action="store_true", help="wait until the operator took the request; exit 1 if it refused it"
+    )
+    retry.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="with --wait (default 60)")
     add_cluster_options(retry)
     retry.set_defaults(handler=_retry)
 
@@ -84,6 +89,8 @@ def _retry(args: argparse.Namespace) -> int:
                 message = (instance.get("status") or {}).get("message") or "no reason given"
                 raise CommandError(f"{args.instance} never started ({message}): nothing to rerun; submit it again")
             _request(kube, namespace, args.instance, args.step)
+            if args.wait:
+                _await_answer(kube, namespace, instance, args.timeout)
             print(f"follow it: {program()} get {args.instance} --watch", file=sys.stderr)
             return 0
         matching = kube.list(INSTANCES, namespace, label_selector=args.selector).get("items") or []
@@ -95,9 +102,17 @@ def _retry(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 0
-        for item in sorted(chosen, key=lambda body: str(body["metadata"]["name"])):
+        chosen.sort(key=lambda body: str(body["metadata"]["name"]))
+        for item in chosen:
             _request(kube, namespace, item["metadata"]["name"], args.step)
-    return 0
+        refused = []
+        for item in chosen if args.wait else []:
+            try:
+                _await_answer(kube, namespace, item, args.timeout)
+            except CommandError as error:
+                print(f"error: {error}", file=sys.stderr)
+                refused.append(item)
+    return 1 if refused else 0
 
 
 def _started(instance: JSON) -> bool:
@@ -111,6 +126,38 @@ def _request(kube: Kube, namespace: str, name: str, step: str | None) -> None:
         raise missing_instance(name, namespace) from None
     what = f"from step {step}" if step else "from its failed step"
     print(f"workflowinstance.plait.dev/{name} annotated {RETRY_ANNOTATION}={step or ''!r} (rerun {what})")
+
+
+def _await_answer(kube: Kube, namespace: str, before: JSON, timeout: float) -> None:
+    """Wait until the operator took ``plait.dev/retry`` off the instance (as it was ``before`` the
+    request); raise if it refused the rerun.
+
+    A refusal is written (condition ``Retried=False``) before the annotation goes, a rerun's
+    checkpoint (with a new ``startedAt``) right after it: an instance whose start did not move a
+    moment later was not rerun.
+    """
+    name = before["metadata"]["name"]
+    started = (before.get("status") or {}).get("startedAt")
+    deadline = time.monotonic() + timeout
+    instance = get_instance(kube, namespace, name)
+    while RETRY_ANNOTATION in (instance["metadata"].get("annotations") or {}):
+        if time.monotonic() > deadline:
+            raise CommandError(f"the operator did not take the retry of {name} within {timeout:g}s; is it running?")
+        time.sleep(0.2)
+        instance = get_instance(kube, namespace, name)
+
+    def rerun(body: JSON) -> bool:
+        return bool((body.get("status") or {}).get("startedAt") != started)
+
+    settle = time.monotonic() + 1.5
+    while not rerun(instance) and time.monotonic() < settle:
+        time.sleep(0.1)
+        instance = get_instance(kube, namespace, name)
+    conditions = (instance.get("status") or {}).get("conditions") or []
+    answer = next((c for c in conditions if c.get("type") == "Retried"), None) or {}
+    if not rerun(instance):
+        raise CommandError(f"{name}: {answer.get('message') or 'the operator removed the request without a rerun'}")
+    print(f"{name} is {phase_of(instance)}: {answer.get('message') or 'rerunning'}")
 
 
 def _fork(args: argparse.Namespace) -> int:
