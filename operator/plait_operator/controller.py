@@ -193,6 +193,9 @@ class Controller:
             if revision(body) <= retired:
                 return  # a late event from before it finished
             del self._retired[key]  # changed since (an annotation, a deletion): an actor looks at it
+            timer = self._ttl_timers.pop(key, None)  # set again when it retires again, unless it was rerun
+            if timer is not None:
+                timer.cancel()
         self.actor(*key).observe_instance(body)
 
     def on_task(self, event_type: str, body: JSON) -> None:
@@ -321,7 +324,15 @@ class Controller:
         if phase == "Succeeded":
             self.spawn(self.store.post_event(body, "Succeeded", "the workflow finished"))
         elif phase == "Failed":
-            self.spawn(self.store.post_event(body, "Failed", f"the workflow failed: {snapshot.error}", warning=True))
+            handler = snapshot.failure_handler
+            also = (
+                f"; its failure handler failed too: {handler.get('error')}"
+                if handler and handler["state"] == "failed"
+                else ""
+            )
+            self.spawn(
+                self.store.post_event(body, "Failed", f"the workflow failed: {snapshot.error}{also}", warning=True)
+            )
         else:
             reason = (snapshot.cancelled or {}).get("reason") or "no reason given"
             self.spawn(self.store.post_event(body, "Cancelled", f"cancelled: {reason}"))

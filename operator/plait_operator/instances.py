@@ -20,8 +20,9 @@ from typing import Any, Protocol, TypeVar
 
 from plait._backoff import Backoff
 from plait._core.definition import Definition, TaskNode
-from plait._core.engine import decide, new_snapshot
+from plait._core.engine import Decision, decide, new_snapshot
 from plait._core.events import (
+    Abort,
     CancelTask,
     Command,
     DispatchTask,
@@ -46,6 +47,7 @@ from plait._kube.models import (
     LIMITED_LABEL,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
+    RETRY_ANNOTATION,
     TASK_RESULT_PHASES,
     label_value,
     now_rfc3339,
@@ -58,6 +60,7 @@ from plait_operator.actor import Actor
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import Admitted, InstanceGate, Queued, Refused, TaskGate, describe
 from plait_operator.metrics import OperatorMetrics
+from plait_operator.recovery import TAKEN_ANNOTATIONS, RetryOutcome, deadline_of, start_fork, take_retry
 from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, phase_of, render, snapshot_of, with_conditions
 from plait_operator.store import Store, task_body, task_flow_control, task_name
@@ -193,6 +196,8 @@ class InstanceActor(Actor):
         spec = body.get("spec") or {}
         events: list[Event] = []
         starting = False
+        prelude: Decision | None = None  # a rerun or a fork, decided before this reconcile's events
+        retried: RetryOutcome | None = None
         restored = snapshot_of(status)
         if restored is not None:
             snapshot = restored
@@ -205,33 +210,53 @@ class InstanceActor(Actor):
                     "(any more); it runs again once a worker publishes it",
                 )
                 return
+            if RETRY_ANNOTATION in (meta.get("annotations") or {}):
+                outcome = await take_retry(host.store, body, definition, snapshot, time.time())
+                body, retried = await self._take_retry(body, outcome)
+                prelude = retried.decision
         else:
             if status.get("phase") in ("Failed", "Cancelled") or "deletionTimestamp" in meta:
+                if RETRY_ANNOTATION in (meta.get("annotations") or {}):
+                    why = f"instance {self.name!r} never started: there is nothing to rerun (submit it again)"
+                    message = f"{RETRY_ANNOTATION}={meta['annotations'][RETRY_ANNOTATION]!r} was not taken: {why}"
+                    body, _ = await self._take_retry(body, RetryOutcome(None, "RetryRefused", message))
                 await self._finish_deletion(body, finished=True)
                 await self._reject_signals(f"instance {self.name} did not start")
                 return
-            found = await host.resolve_definition(self.namespace, spec.get("workflow", ""), spec.get("definitionHash"))
-            if found is None:
-                await self._wait_for_definition(body, spec)
-                return
-            definition = found
-            try:
-                check_input(definition, spec.get("input"), host.settings.max_payload_bytes)
-            except InvalidInstance as invalid:
-                await self._reject(body, invalid)
-                return
-            if spec.get("idempotencyKey") and not await self._first_of_its_key(body):
-                return
+            if spec.get("forkFrom"):
+                try:
+                    definition, prelude = await start_fork(host, host.store, body, time.time())
+                except InvalidInstance as invalid:
+                    await self._reject(body, invalid)
+                    return
+            else:
+                found = await host.resolve_definition(
+                    self.namespace, spec.get("workflow", ""), spec.get("definitionHash")
+                )
+                if found is None:
+                    await self._wait_for_definition(body, spec)
+                    return
+                definition = found
+                try:
+                    check_input(definition, spec.get("input"), host.settings.max_payload_bytes)
+                except InvalidInstance as invalid:
+                    await self._reject(body, invalid)
+                    return
+                if spec.get("idempotencyKey") and not await self._first_of_its_key(body):
+                    return
             body = self.body or body  # the newest seen: an annotation may have come during the awaits
             if definition.concurrency is not None and not await self._admitted(body, definition):
                 return
             if FINALIZER not in (body["metadata"].get("finalizers") or []):
                 body = self.body = _slim(await host.store.add_finalizer(body))
-            snapshot = new_snapshot(definition, self.name)
-            annotations = body["metadata"].get("annotations") or {}
-            if PAUSE_ANNOTATION in annotations and CANCEL_ANNOTATION not in annotations:  # paused before it started
-                snapshot.paused = requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
-            events.append(Started(spec.get("input")))
+            if prelude is not None:
+                snapshot = prelude.snapshot
+            else:
+                snapshot = new_snapshot(definition, self.name)
+                annotations = body["metadata"].get("annotations") or {}
+                if PAUSE_ANNOTATION in annotations and CANCEL_ANNOTATION not in annotations:  # paused before it started
+                    snapshot.paused = requester(annotations, PAUSE_ANNOTATION, PAUSED_BY_ANNOTATION)
+                events.append(Started(spec.get("input")))
             starting = True
 
         was_paused = snapshot.paused is not None
@@ -241,19 +266,41 @@ class InstanceActor(Actor):
         events += [event for event, _ in accepted_signals]
         now = time.time()
         events += [TimerFired(path) for path, timer in snapshot.timers.items() if timer.at <= now]
+        restarted = starting or (retried is not None and retried.decision is not None)
+        deadline = deadline_of(body, definition, now if restarted else None)
+        if snapshot.failure_handler is not None:
+            deadline = None  # failed already: its failure handler runs to its own timeout
+        expired = deadline is not None and deadline[0] <= now and not snapshot.finished
+        if expired and deadline is not None:
+            events.append(Abort(deadline[1]))
         delivery: dict[str, str] = {}
         commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
+        if prelude is not None:
+            commands, changed = prelude.commands + commands, True
 
         if changed:
             # The checkpoint and the tasks it dispatches are written together: task names are
             # derived from the checkpoint's content, so after a failure on either side the next
             # reconcile reaches the same tasks (a repeated create is a harmless 409).
-            patch = changes(body.get("status") or {}, render(body, definition, snapshot))
+            rendered = render(body, definition, snapshot)
+            if restarted:
+                rendered["startedAt"] = now_rfc3339()  # a rerun starts the clock again (a deadline's)
+            if retried is not None:
+                generation = body["metadata"].get("generation")
+                rendered["conditions"] = with_conditions(rendered["conditions"], generation, self._retried(retried))
+            patch = changes(body.get("status") or {}, rendered)
             written, _ = await _both(host.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
             body = self.body = _slim(written)
             if starting:
                 message = f"running workflow {definition.name!r} version {definition.hash[:12]}"
+                if spec.get("forkFrom"):
+                    source = spec["forkFrom"]
+                    message += f", forked from {source['instance']} ({source.get('step') or 'its unfinished steps'})"
                 host.spawn(host.store.post_event(body, "Started", message))
+            if retried is not None and retried.decision is not None:
+                host.spawn(host.store.post_event(body, retried.reason, retried.message))
+            if expired and deadline is not None:
+                host.spawn(host.store.post_event(body, "DeadlineExceeded", deadline[1], warning=True))
         else:
             await self._dispatch(body, definition, snapshot)
         acknowledgements = [(name, delivery.get(event.id or "", "Buffered")) for event, name in accepted_signals]
@@ -269,7 +316,32 @@ class InstanceActor(Actor):
             await self._finish_deletion(body, finished=True)
             host.retire(self, self._ttl_due(body))
         else:
-            self._wake_at(snapshot.wake_at, time.time())
+            ends = deadline[0] if deadline is not None and snapshot.failure_handler is None else None
+            self._wake_at(min((t for t in (snapshot.wake_at, ends) if t is not None), default=None), time.time())
+
+    async def _take_retry(self, body: JSON, outcome: RetryOutcome) -> tuple[JSON, RetryOutcome]:
+        """Take ``plait.dev/retry`` off: a rerun decided (the caller writes its checkpoint), or a
+        refusal, written here as the ``Retried`` condition and an Event.
+
+        The annotation goes first, fenced by the version the decision was made on: should the
+        checkpoint write fail after it, the request is lost (the instance stays as it was and no
+        ``Retried`` condition says otherwise), never taken twice.
+        """
+        store = self.host.store
+        if outcome.decision is None:
+            status = body.get("status") or {}
+            generation = body["metadata"].get("generation")
+            update = {"conditions": with_conditions(status.get("conditions"), generation, self._retried(outcome))}
+            body = self.body = _slim(await store.write_status(body, update))
+            self.host.spawn(store.post_event(body, outcome.reason, outcome.message, warning=True))
+        removed = TAKEN_ANNOTATIONS if outcome.decision is not None else [RETRY_ANNOTATION]
+        body = self.body = _slim(await store.remove_annotations(body, removed))
+        return body, outcome
+
+    @staticmethod
+    def _retried(outcome: RetryOutcome) -> tuple[str, str, str, str]:
+        """The ``Retried`` condition (type, status, reason, message) of a taken or refused rerun."""
+        return ("Retried", "True" if outcome.decision is not None else "False", outcome.reason, outcome.message)
 
     # -- turning the world into engine events ------------------------------------------------------
 

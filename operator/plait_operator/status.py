@@ -61,7 +61,11 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
     previous = instance.get("status") or {}
     generation = instance["metadata"].get("generation")
     phase = phase_of(snapshot)
-    leaves = [n for n in definition.nodes.values() if isinstance(n, TaskNode | DelayNode | SignalNode)]
+    leaves = [
+        n
+        for n in definition.nodes.values()
+        if isinstance(n, TaskNode | DelayNode | SignalNode) and n is not definition.on_failure
+    ]
     done = sum(1 for n in leaves if n.id in snapshot.steps and snapshot.steps[n.id]["state"] == "succeeded")
     active = [node_id for node_id, s in snapshot.steps.items() if s["state"] in _ACTIVE]
     status: dict[str, Any] = {
@@ -85,7 +89,12 @@ def render(instance: dict[str, Any], definition: Definition, snapshot: Snapshot)
         previous.get("conditions"),
         generation,
         ("Accepted", "True", "Started", "the instance runs"),
-        ("Completed", "True" if finished else "False", phase if finished else "InProgress", status["message"]),
+        (
+            "Completed",
+            "True" if finished else "False",
+            _completed_reason(snapshot, phase) if finished else "InProgress",
+            status["message"],
+        ),
         (
             "Paused",
             "True" if paused else "False",
@@ -164,9 +173,24 @@ def _summary(node_id: str, summary: StepProgress) -> dict[str, Any]:
     return out
 
 
+def _completed_reason(snapshot: Snapshot, phase: str) -> str:
+    """The final phase, or for a deadline its Job-like reason ``DeadlineExceeded``."""
+    if phase == "Failed" and (snapshot.error or "").startswith("DeadlineExceeded:"):
+        return "DeadlineExceeded"
+    return phase
+
+
 def _message(snapshot: Snapshot, phase: str) -> str:
+    handler = snapshot.failure_handler
     if phase == "Failed":
-        return f"failed: {snapshot.error}"[:1024]
+        also = (
+            f"; its failure handler failed too: {handler.get('error')}"
+            if handler and handler["state"] == "failed"
+            else ""
+        )
+        return f"failed: {snapshot.error}{also}"[:1024]
+    if handler is not None and phase != "Cancelled":
+        return f"failed: {snapshot.error}; running its failure handler"[:1024]
     if phase == "Cancelled":
         reason = (snapshot.cancelled or {}).get("reason")
         return f"cancelled: {reason or 'no reason given'}"

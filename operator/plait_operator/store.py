@@ -129,6 +129,18 @@ class Store:
     async def list_instances(self, namespace: str, label_selector: str | None = None) -> list[JSON]:
         return list_items(await self.kube.list(INSTANCES, namespace, label_selector=label_selector))
 
+    async def list_tasks(self, namespace: str, instance_uid: str) -> list[JSON]:
+        """Every task of one instance (the rare path: a rerun reading the input a step had)."""
+        listed = await self.kube.list(TASKS, namespace, label_selector=f"{INSTANCE_UID_LABEL}={instance_uid}")
+        items: list[JSON] = listed.get("items") or []
+        return items
+
+    async def remove_annotations(self, instance: JSON, keys: list[str]) -> JSON:
+        """Remove annotations, fenced by the version the instance was read at."""
+        meta = instance["metadata"]
+        patch = {"metadata": {"annotations": dict.fromkeys(keys), "resourceVersion": meta["resourceVersion"]}}
+        return await self.kube.patch(INSTANCES, meta["name"], patch, meta["namespace"])
+
     async def list_limited_tasks(self, namespace: str) -> list[JSON]:
         return list_items(await self.kube.list(TASKS, namespace, label_selector=LIMITED_LABEL))
 

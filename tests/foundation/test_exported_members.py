@@ -9,7 +9,7 @@ import plait
 EXPORTED = [
     # authoring
     "BranchBuilder", "Flow", "ForkBuilder", "LoopResult", "NodeInfo", "OnMax", "RetryPolicy", "TaskMetadata",
-    "Workflow", "parse_duration", "task",
+    "Workflow", "WorkflowFailure", "parse_duration", "task",
     # flow control
     "Concurrency", "RateLimit",
     # running in this process

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from plait import Flow, LoopResult, RetryPolicy, get_task_context, task
+from plait import Flow, LoopResult, RetryPolicy, WorkflowFailure, get_task_context, task
 
 MARKS = Path(os.environ.get("PLAIT_TEST_MARKS", "/tmp/plait-test-marks"))
 
@@ -178,3 +178,39 @@ def one_at_a_time(x: int) -> int:
 
 
 limited = Flow("limited").then(one_at_a_time).build()  # a held task let through, under the chart's RBAC
+
+
+def broken_for(instance: str) -> Path:
+    """While this file exists, ``fragile`` fails for ``instance`` (a test "fixes the cause" by removing it)."""
+    return MARKS / f"{instance}.broken"
+
+
+@task
+def fragile(x: int) -> int:
+    ctx = get_task_context()
+    mark("fragile")
+    if ctx is not None and broken_for(ctx.instance_id).exists():
+        raise RuntimeError("dependency down")
+    return x + 1
+
+
+recoverable = Flow("recoverable").then(inc).then(double).then(fragile).then(inc).build()
+bounded = Flow("bounded", timeout="2s").then(nap).then(after_nap).build()  # a deadline from the flow
+
+
+@task
+def compensate(failure: WorkflowFailure) -> str:
+    """Records what it was called with, for the test to read."""
+    mark("compensate")
+    (MARKS / f"{failure.instance_id}.failure.json").write_text(failure.model_dump_json())
+    return "compensated"
+
+
+@task
+def pager(failure: WorkflowFailure) -> None:
+    mark("pager")
+    raise RuntimeError("the pager is down too")
+
+
+compensated = Flow("compensated").then(inc).then(hopeless).on_failure(compensate).build()
+badly_compensated = Flow("badly-compensated").then(hopeless).on_failure(pager).build()

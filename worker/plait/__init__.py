@@ -8,6 +8,7 @@ controls instances with ``WorkflowClient(KubernetesBackend())`` (or :class:`Asyn
 and can run tasks in its own process with :class:`Worker`.
 """
 
+from plait._authoring.failure import WorkflowFailure
 from plait._authoring.flow import BranchBuilder, Flow, ForkBuilder, NodeInfo, Workflow
 from plait._authoring.loop import LoopResult, OnMax
 from plait._authoring.tasks import RetryPolicy, TaskMetadata, parse_duration, task
@@ -71,6 +72,7 @@ __all__ = [
     "WorkflowClient",
     "WorkflowEngine",
     "WorkflowError",
+    "WorkflowFailure",
     "WorkflowStatus",
     "cancel_workflow",
     "get_task_context",

@@ -4,6 +4,7 @@
     ├── WorkflowError                     a workflow could not run as asked (sayiir-compatible)
     │   ├── TaskError                     a task failed, timed out or was given bad input
     │   ├── BackendError                  a local persistence backend failed or lacks the instance
+    │   ├── RerunRefused                  an instance cannot be rerun or forked from the step asked
     │   └── InstanceAlreadyExistsError    the instance id is taken (conflict policy ``fail``)
     ├── DefinitionError                   a flow or definition is malformed or does not match
     ├── PayloadTooLarge                   a serialized input, output or signal is over the limit
@@ -34,6 +35,10 @@ class TaskError(WorkflowError):
 
 class BackendError(WorkflowError):
     """A persistence backend operation failed."""
+
+
+class RerunRefused(WorkflowError):
+    """An instance cannot be rerun or forked as asked (not stopped, unknown step, a step it is past)."""
 
 
 class InstanceAlreadyExistsError(WorkflowError):

@@ -316,11 +316,17 @@ class Flow:
         metadata: dict[str, Any] | None = None,
         queue: str | None = None,
         concurrency: int | Concurrency | None = None,
+        timeout: str | float | timedelta | None = None,
     ):
         """``concurrency`` (plait): at most that many instances run at once, per key of their input
-        (a number, or a :class:`Concurrency` with a key and a strategy); see docs/flow-control.md."""
+        (a number, or a :class:`Concurrency` with a key and a strategy); see docs/flow-control.md.
+        ``timeout`` (plait): an instance's default deadline on a cluster (seconds, ``timedelta`` or
+        ``"2h"``), which ``spec.activeDeadlineSeconds`` overrides; see docs/recovery.md."""
         if not name:
             raise ValueError("a flow needs a name")
+        self._timeout = _seconds(timeout, "Flow timeout") if timeout is not None else None
+        if self._timeout == 0:
+            raise ValueError("Flow timeout must be more than zero")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int | Concurrency | None):
             raise TypeError(f"Flow(concurrency=...) takes a whole number or a Concurrency, got {concurrency!r}")
         self._concurrency = Concurrency(concurrency) if isinstance(concurrency, int) else concurrency
@@ -329,6 +335,7 @@ class Flow:
         self._queue = queue or DEFAULT_QUEUE
         self._builder = _Builder()
         self._steps: list[Node] = []
+        self._on_failure: TaskNode | None = None
 
     def then(self, task_func: Callable[..., Any], *, name: str | None = None) -> Flow:
         """Run ``task_func`` on the previous step's output."""
@@ -406,6 +413,18 @@ class Flow:
         self._steps.append(ChildNode(child_id, child_workflow.workflow_id, steps))
         return self
 
+    def on_failure(self, task_func: Callable[..., Any], *, name: str | None = None) -> Flow:
+        """Run ``task_func`` once when an instance fails (plait), for compensation or notification.
+
+        It gets a :class:`~plait.WorkflowFailure` (the error and the instance's input) and runs like
+        a task (``@task`` options apply); the instance ends ``failed`` with the original error once
+        it is done. Its own failure is recorded, not handled again. See docs/recovery.md.
+        """
+        if self._on_failure is not None:
+            raise ValueError(f"flow {self._name!r} already has a failure handler ({self._on_failure.task!r})")
+        self._on_failure = self._builder.task_node(task_func, name)
+        return self
+
     def build(self) -> Workflow:
         if not self._steps:
             raise ValueError("Workflow must have at least one task")
@@ -418,6 +437,8 @@ class Flow:
             metadata=self._metadata,
             queue=self._queue,
             concurrency=self._concurrency,
+            timeout_secs=self._timeout,
+            on_failure=self._on_failure,
         )
         return Workflow(definition, dict(self._builder.tasks))
 

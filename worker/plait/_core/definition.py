@@ -249,6 +249,8 @@ class Definition:
     metadata: dict[str, Any] | None = None
     queue: str = DEFAULT_QUEUE
     concurrency: Concurrency | None = None  # instances running at once
+    timeout_secs: float | None = None  # an instance's default deadline (spec.activeDeadlineSeconds)
+    on_failure: TaskNode | None = None  # run once when an instance fails; in ``nodes``, not in ``steps``
     nodes: dict[str, Node] = field(init=False, repr=False, compare=False)
     hash: str = field(init=False, compare=False)
 
@@ -256,7 +258,7 @@ class Definition:
         if not self.steps:
             raise DefinitionError(f"workflow {self.name!r} has no steps")
         nodes: dict[str, Node] = {}
-        for node in walk(self.steps):
+        for node in [*walk(self.steps), *([self.on_failure] if self.on_failure is not None else [])]:
             if node.id in nodes:
                 raise DefinitionError(f"workflow {self.name!r} has two nodes with id {node.id!r}")
             nodes[node.id] = node
@@ -297,6 +299,10 @@ class Definition:
             data["metadata"] = self.metadata
         if self.concurrency is not None:
             data["concurrency"] = self.concurrency.to_data()
+        if self.timeout_secs is not None:
+            data["timeoutSeconds"] = self.timeout_secs
+        if self.on_failure is not None:
+            data["onFailure"] = self.on_failure.id
         return data
 
     @classmethod
@@ -314,6 +320,9 @@ class Definition:
         def sequence(ids: list[str]) -> tuple[Node, ...]:
             return tuple(node(node_id) for node_id in ids)
 
+        handler = node(data["onFailure"]) if data.get("onFailure") else None
+        if handler is not None and not isinstance(handler, TaskNode):
+            raise DefinitionError(f"definition {data.get('workflow')!r}: onFailure {data['onFailure']!r} is not a task")
         definition = cls(
             name=data["workflow"],
             steps=sequence(data["steps"]),
@@ -322,6 +331,8 @@ class Definition:
             metadata=data.get("metadata"),
             queue=data.get("queue", DEFAULT_QUEUE),
             concurrency=Concurrency.from_data(data["concurrency"]) if data.get("concurrency") else None,
+            timeout_secs=float(data["timeoutSeconds"]) if data.get("timeoutSeconds") is not None else None,
+            on_failure=handler,
         )
         if data.get("hash") and data["hash"] != definition.hash:
             raise DefinitionError(

@@ -2,7 +2,14 @@
 
 Every semantic of plait lives here once: sequencing, fork/join, routing, loops, child flows,
 retries with backoff, durable delays, signals (buffered first-in first-out per name, with
-timeouts), pause/unpause/cancel at task boundaries, and what counts as a stale event. The local
+timeouts), pause/unpause/cancel at task boundaries, aborts (a deadline), the failure handler,
+restarts (a rerun, see :mod:`plait._core.rerun`), and what counts as a stale event.
+
+A flow with a failure handler (``Flow(...).on_failure(fn)``) does not end at its failure: every
+attempt in flight is stopped, the handler's task runs (path ``on_failure``, on the error and the
+instance's input, with its own retries), and only then the instance ends ``failed`` with the
+original error. The handler's own failure is recorded in its state and step summary and ends
+the instance all the same: it never runs twice for one failure. The local
 runner and the Kubernetes controller are adapters that carry out the commands and feed back the
 events. No I/O and no clock: time comes in as ``now`` (seconds since the epoch).
 
@@ -33,6 +40,7 @@ from plait._core.definition import (
     TaskNode,
 )
 from plait._core.events import (
+    Abort,
     Cancel,
     CancelTask,
     Command,
@@ -51,7 +59,7 @@ from plait._core.events import (
     TimerFired,
     Unpause,
 )
-from plait._core.frames import JOIN, KEY, ROUTE, at, new_sequence, resolve, target, task_in, within
+from plait._core.frames import JOIN, KEY, ON_FAILURE, ROUTE, at, new_sequence, resolve, target, task_in, within
 from plait._core.snapshot import (
     ChildState,
     DelayState,
@@ -189,10 +197,17 @@ def _apply(event: Event, ctx: _Context) -> bool:
         snapshot.cancelled = {"reason": event.reason, "by": event.by}
         _finish(ctx, st.CANCELLED)
         return True
+    if isinstance(event, Abort):
+        if snapshot.failure_handler is not None:
+            return False  # failed already; the handler is bounded by its own timeout
+        _conclude(_Failed(event.error), ctx)
+        return True
     assert_never(event)
 
 
 def _start_root(value: Any, ctx: _Context) -> None:
+    if ctx.definition.on_failure is not None:
+        ctx.snapshot.input = value
     frame = ctx.snapshot.root = new_sequence()
     _conclude(_advance(ctx.definition.steps, frame, "", value, ctx), ctx)
 
@@ -206,6 +221,8 @@ def _deliver(path: str, attempt: int | None, leaf: Leaf, detail: Any, ctx: _Cont
     snapshot = ctx.snapshot
     if attempt is not None and snapshot.running.get(path) != attempt:
         return False
+    if path == ON_FAILURE:
+        return _deliver_to_handler(leaf, detail, ctx)
     hops = resolve(ctx.definition, snapshot, path)
     if hops is None:
         return False
@@ -227,13 +244,43 @@ def _conclude(outcome: Outcome, ctx: _Context) -> None:
         ctx.commands.append(Complete(outcome.value))
         _finish(ctx, st.COMPLETED)
     elif isinstance(outcome, _Failed):
-        ctx.snapshot.error = outcome.error
-        ctx.commands.append(Fail(outcome.error))
+        snapshot = ctx.snapshot
+        snapshot.error = outcome.error
+        handler = ctx.definition.on_failure
+        if handler is None:
+            ctx.commands.append(Fail(outcome.error))
+            _finish(ctx, st.FAILED)
+            return
+        _stop_everything(ctx)
+        failure = {
+            "error": outcome.error,
+            "input": snapshot.input,
+            "instance_id": snapshot.instance_id,
+            "workflow": snapshot.workflow,
+        }
+        state: TaskState = {"attempt": 0, "failures": 0, "lost": 0, "state": "ready", "input": failure}
+        snapshot.failure_handler = state
+        _dispatch(handler, state, ON_FAILURE, ctx)
+
+
+def _deliver_to_handler(leaf: Leaf, detail: Any, ctx: _Context) -> bool:
+    """Apply ``leaf`` to the failure handler's task; once it is done either way, the instance ends failed."""
+    handler, state = ctx.definition.on_failure, ctx.snapshot.failure_handler
+    if handler is None or state is None or state["state"] in ("done", "failed"):
+        return False
+    if leaf(handler, state, ON_FAILURE, detail, ctx) is not None:
+        ctx.commands.append(Fail(ctx.snapshot.error or "failed"))
         _finish(ctx, st.FAILED)
+    return True
 
 
 def _finish(ctx: _Context, status: str) -> None:
     """End the instance: stop every attempt in flight and drop every timer."""
+    _stop_everything(ctx)
+    ctx.snapshot.status = status
+
+
+def _stop_everything(ctx: _Context) -> None:
     snapshot = ctx.snapshot
     for path, attempt in snapshot.running.items():
         ctx.commands.append(CancelTask(path, attempt))
@@ -241,7 +288,6 @@ def _finish(ctx: _Context, status: str) -> None:
     snapshot.ready = []
     snapshot.timers = {}
     snapshot.waiting_signals = {}
-    snapshot.status = status
 
 
 def _refresh_status(snapshot: Snapshot) -> None:
@@ -314,7 +360,8 @@ def _part_done(node: Node, state: NodeState, path: str, via: str, value: Any, ct
 def _start(node: Node, value: Any, path: str, ctx: _Context) -> tuple[NodeState | None, Outcome]:
     """Begin ``node`` on ``value``: its new state, and its outcome if it finished at once."""
     if isinstance(node, TaskNode):
-        task: TaskState = {"attempt": 0, "failures": 0, "lost": 0, "state": "ready", "input": value}
+        first = ctx.snapshot.attempts_used.get(node.id, 0)  # after a rerun, attempt numbers go on from there
+        task: TaskState = {"attempt": first, "failures": 0, "lost": 0, "state": "ready", "input": value}
         _dispatch(node, task, path, ctx)
         return task, None
     if isinstance(node, ForkNode):
@@ -338,31 +385,40 @@ def _start(node: Node, value: Any, path: str, ctx: _Context) -> tuple[NodeState 
         loop: LoopState = {"iteration": 0, "frame": new_sequence()}
         return loop, _run_loop_body(node, loop, path, value, ctx)
     if isinstance(node, DelayNode):
-        wake = ctx.now + node.seconds
-        ctx.snapshot.timers[path] = Timer(wake, "delay", node.id)
-        ctx.commands.append(SetTimer(path, wake, "delay"))
-        _mark(ctx, node.id, "waiting")
+        _start_delay(node, path, ctx)
         delay: DelayState = {"value": value}
         return delay, None
     if isinstance(node, SignalNode):
-        buffered = ctx.snapshot.signals.get(node.signal)
-        if buffered:
-            payload = buffered.pop(0)
-            if not buffered:
-                del ctx.snapshot.signals[node.signal]
-            _mark(ctx, node.id, "succeeded")
-            return {}, _Done(payload)
-        ctx.snapshot.waiting_signals[path] = SignalWait(node.signal, node.id)
-        if node.timeout_secs is not None:
-            wake = ctx.now + node.timeout_secs
-            ctx.snapshot.timers[path] = Timer(wake, "signal-timeout", node.id)
-            ctx.commands.append(SetTimer(path, wake, "signal-timeout"))
-        _mark(ctx, node.id, "waiting")
-        return {}, None
+        return {}, _wait_for_signal(node, path, ctx)
     if isinstance(node, ChildNode):
         child: ChildState = {"frame": new_sequence()}
         return child, _advance(node.steps, child["frame"], within(path), value, ctx)
     assert_never(node)
+
+
+def _start_delay(node: DelayNode, path: str, ctx: _Context) -> None:
+    wake = ctx.now + node.seconds
+    ctx.snapshot.timers[path] = Timer(wake, "delay", node.id)
+    ctx.commands.append(SetTimer(path, wake, "delay"))
+    _mark(ctx, node.id, "waiting")
+
+
+def _wait_for_signal(node: SignalNode, path: str, ctx: _Context) -> Outcome:
+    """Take the oldest buffered payload for ``node``'s signal, or start waiting for one."""
+    buffered = ctx.snapshot.signals.get(node.signal)
+    if buffered:
+        payload = buffered.pop(0)
+        if not buffered:
+            del ctx.snapshot.signals[node.signal]
+        _mark(ctx, node.id, "succeeded")
+        return _Done(payload)
+    ctx.snapshot.waiting_signals[path] = SignalWait(node.signal, node.id)
+    if node.timeout_secs is not None:
+        wake = ctx.now + node.timeout_secs
+        ctx.snapshot.timers[path] = Timer(wake, "signal-timeout", node.id)
+        ctx.commands.append(SetTimer(path, wake, "signal-timeout"))
+    _mark(ctx, node.id, "waiting")
+    return None
 
 
 def _join_when_done(node: ForkNode, fork: ForkState, path: str, ctx: _Context) -> Outcome:
@@ -553,6 +609,41 @@ def _timer_fired(node: Node, state: NodeState, path: str, _: None, ctx: _Context
         _mark(ctx, node.id, "failed")
         return _Failed(f"SignalTimeout: signal '{node.signal}' not received within {node.timeout_secs}s")
     raise AssertionError(f"{node.kind} {node.id!r} sets no timers")
+
+
+# -- reruns ------------------------------------------------------------------------------------------
+
+
+def restart(definition: Definition, snapshot: Snapshot, paths: list[str], now: float) -> Decision:
+    """Run again the unfinished steps at ``paths`` of a stopped instance (see :mod:`plait._core.rerun`).
+
+    A task gets a new attempt with its retries renewed, a delay waits its whole duration again, a
+    signal wait starts over; what they lead to then goes on as usual.
+    """
+    ctx = _Context(definition, snapshot, now, True)
+    snapshot.status = st.IN_PROGRESS
+    for path in paths:
+        if snapshot.finished:
+            break
+        _deliver(path, None, _restart_step, None, ctx)
+    snapshot.events += 1
+    _refresh_status(snapshot)
+    return ctx
+
+
+def _restart_step(node: Node, state: NodeState, path: str, _: None, ctx: _Context) -> Outcome:
+    if isinstance(node, TaskNode):
+        task = cast(TaskState, state)
+        task["failures"], task["lost"], task["state"] = 0, 0, "ready"
+        task.pop("error", None)
+        _dispatch(node, task, path, ctx)
+        return None
+    if isinstance(node, DelayNode):
+        _start_delay(node, path, ctx)
+        return None
+    if isinstance(node, SignalNode):
+        return _wait_for_signal(node, path, ctx)
+    raise AssertionError(f"{node.kind} {node.id!r} is not a step to restart")
 
 
 # -- signals ---------------------------------------------------------------------------------------

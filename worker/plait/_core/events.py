@@ -82,6 +82,14 @@ class Cancel:
     by: str | None = None
 
 
+@dataclass(slots=True)
+class Abort:
+    """Fail the instance now with ``error`` (``"Reason: message"``; a deadline passed): like a failed
+    step, every attempt in flight is asked to stop."""
+
+    error: str
+
+
 Event: TypeAlias = (
     Started
     | TaskSucceeded
@@ -93,6 +101,7 @@ Event: TypeAlias = (
     | Pause
     | Unpause
     | Cancel
+    | Abort
 )
 
 

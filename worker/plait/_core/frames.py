@@ -7,7 +7,7 @@ a loop's iteration. A child flow's steps go on without a part of their own. The 
 are the only place paths are put together, :func:`resolve` the only place they are taken apart:
 the engine delivers events along it, and adapters that did not witness a dispatch (a controller
 restarted between writing a checkpoint and creating the tasks it asked for) rebuild it with
-:func:`in_flight`.
+:func:`in_flight`. The failure handler's task has the path ``on_failure``, outside the tree.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from plait._core.snapshot import (
     TaskState,
 )
 
+ON_FAILURE = "on_failure"  # the failure handler's task: outside the frame tree
 JOIN = "j"  # a fork's join task
 KEY = "k"  # a route's key task
 ROUTE = "r"  # a route's chosen branch
@@ -161,6 +162,12 @@ def in_flight(definition: Definition, snapshot: Snapshot) -> list[DispatchTask]:
     """The dispatches of every attempt the snapshot says is running."""
     dispatches = []
     for path, attempt in snapshot.running.items():
+        if path == ON_FAILURE and definition.on_failure is not None and snapshot.failure_handler is not None:
+            handler = definition.on_failure
+            dispatches.append(
+                DispatchTask.of(definition, handler, path, attempt, snapshot.failure_handler.get("input"))
+            )
+            continue
         hops = resolve(definition, snapshot, path)
         if hops is None:
             continue

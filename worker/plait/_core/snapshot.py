@@ -2,8 +2,9 @@
 
 A snapshot holds the instance's position (a tree of frames mirroring the definition), the values
 still needed (inputs of steps not yet finished, fork results waiting for their join), the tasks
-in flight, timers, buffered signals, lifecycle flags and a per-node summary. Step outputs are
-not accumulated: once consumed they are gone from here. It is plain JSON data
+in flight, timers, buffered signals, lifecycle flags and a per-node summary; for a flow with a
+failure handler, also the instance's input and the handler's task. Step outputs are not
+accumulated: once consumed they are gone from here. It is plain JSON data
 (:meth:`Snapshot.to_data`), stored by the local backends and in ``WorkflowInstance.status``.
 
 Status strings are sayiir's: ``in_progress``, ``waiting``, ``awaiting_signal``, ``paused``,
@@ -123,6 +124,9 @@ class Snapshot:
     paused: dict[str, Any] | None = None  # {"reason", "by"}
     cancelled: dict[str, Any] | None = None  # {"reason", "by"}
     steps: dict[str, StepProgress] = field(default_factory=dict)  # by node id
+    attempts_used: dict[str, int] = field(default_factory=dict)  # by node id: attempts of runs before a rerun
+    input: Any = None  # the instance's input, kept only for a flow with a failure handler
+    failure_handler: TaskState | None = None  # the on_failure task, once the instance failed
     events: int = 0  # events applied; the checkpoint's version
 
     @property
@@ -151,6 +155,9 @@ class Snapshot:
             "paused": self.paused,
             "cancelled": self.cancelled,
             "steps": self.steps,
+            "attemptsUsed": self.attempts_used,
+            "input": self.input,
+            "failureHandler": self.failure_handler,
             "events": self.events,
         }
 
@@ -173,5 +180,8 @@ class Snapshot:
             paused=data.get("paused"),
             cancelled=data.get("cancelled"),
             steps=dict(data.get("steps") or {}),
+            attempts_used=dict(data.get("attemptsUsed") or {}),
+            input=data.get("input"),
+            failure_handler=data.get("failureHandler"),
             events=int(data.get("events") or 0),
         )

@@ -24,6 +24,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Annotations users set on a WorkflowInstance, and the operator's finalizer.
 PAUSE_ANNOTATION = "plait.dev/pause"
 CANCEL_ANNOTATION = "plait.dev/cancel"
+# Rerun a Failed or Cancelled instance (value: empty for its unfinished steps, or a step id).
+RETRY_ANNOTATION = "plait.dev/retry"
 # Who asked for the pause or the cancellation (sayiir's paused_by / cancelled_by); set by the client.
 PAUSED_BY_ANNOTATION = "plait.dev/paused-by"
 CANCELLED_BY_ANNOTATION = "plait.dev/cancelled-by"
@@ -190,6 +192,17 @@ class KubeObject(_Model):
 # -- WorkflowInstance ------------------------------------------------------------------------------
 
 
+class ForkSource(_Model):
+    """The checkpoint a new instance starts from (``plait fork``)."""
+
+    instance: str = Field(min_length=1, max_length=253, description="The instance to copy, in this namespace.")
+    step: str | None = Field(
+        default=None,
+        description="Rerun from this task step (it and what follows run again); default: the steps the source "
+        "left unfinished.",
+    )
+
+
 class WorkflowInstanceSpec(_Model):
     """Desired state: run the workflow once on the input. Immutable once created."""
 
@@ -209,6 +222,17 @@ class WorkflowInstanceSpec(_Model):
         max_length=256,
         description="Submits with the same key in this namespace within the operator's window run once: a later "
         "instance does not run and points at the first (status.duplicateOf).",
+    )
+    activeDeadlineSeconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Fail the instance (reason DeadlineExceeded, running tasks asked to stop) once it has run this "
+        "long since it started or was last rerun, paused time included; default: the flow's Flow(timeout=...).",
+    )
+    forkFrom: ForkSource | None = Field(
+        default=None,
+        description="Start from a copy of another instance's checkpoint instead of from the first step; it runs "
+        "the source's definition version.",
     )
 
 
@@ -425,6 +449,12 @@ class WorkflowDefinitionSpec(_Model):
     outputSchema: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     concurrency: ConcurrencySpec | None = None
+    timeoutSeconds: float | None = Field(
+        default=None, description="Default deadline of an instance, in seconds (Flow(timeout=...))."
+    )
+    onFailure: str | None = Field(
+        default=None, description="The task node run once when an instance fails (Flow(...).on_failure(fn))."
+    )
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 

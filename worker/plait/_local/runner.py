@@ -39,6 +39,7 @@ from plait._core.events import (
     TimerFired,
     Unpause,
 )
+from plait._core.frames import ON_FAILURE
 from plait._core.snapshot import Snapshot
 from plait._execution.context import InlineSlot, TaskExecutionContext, current
 from plait._execution.invoke import AttemptResult, describe, run_async_task, run_sync, to_json, user_traceback
@@ -199,7 +200,7 @@ class Runner:
             if result.timed_out:
                 return TaskTimedOut(command.path, command.attempt)
             if not result.ok:
-                self.last_traceback = result.traceback
+                self._note_traceback(command, result.traceback)
                 return TaskFailed(command.path, command.attempt, result.error or "error")
             output = result.output
         else:  # the usual case: called right here, shown to get_task_context() by the run's slot
@@ -207,13 +208,17 @@ class Runner:
             try:
                 output = to_json(task(value))
             except Exception as error:
-                self.last_traceback = user_traceback(error)
+                self._note_traceback(command, user_traceback(error))
                 return TaskFailed(command.path, command.attempt, describe(error))
             finally:
                 self._slot.leave()
         if self.backend is not None:
             self.backend.record_output(self.instance_id, command.task, output)
         return TaskSucceeded(command.path, command.attempt, output)
+
+    def _note_traceback(self, command: DispatchTask, traceback: str | None) -> None:
+        if command.path != ON_FAILURE:  # the error the run reports is the step's, not its handler's
+            self.last_traceback = traceback
 
     def _run_guarded(self, task: TaskFunction, value: Any, command: DispatchTask) -> AttemptResult:
         """Run an async task, or a sync one with a timeout (in a thread, so the wait can end)."""

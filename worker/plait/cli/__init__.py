@@ -9,6 +9,7 @@ another code); nothing prints a traceback at a user.
     processes.py    plait operator, plait worker
     instances.py    plait submit, get, status, result, list, logs
     control.py      plait signal, pause, resume, cancel
+    retry.py        plait retry, fork
     definitions.py  plait definitions
     schedules.py    plait schedule list|get|trigger|suspend|resume|backfill
     steptree.py, view.py, follow.py, lookup.py, inputs.py, format.py: what those share
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from plait.cli import control, definitions, dev, instances, processes, schedules
+from plait.cli import control, definitions, dev, instances, processes, retry, schedules
 from plait.cli.common import CommandError, program
 from plait.errors import PlaitError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     instances.register(commands)
     control.register(commands)
+    retry.register(commands)
     definitions.register(commands)
     schedules.register(commands)
     dev.register(commands)

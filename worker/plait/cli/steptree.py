@@ -95,6 +95,8 @@ def step_rows(
         return [_leaf_row(step_id, "task", f"{step_id}", (), summaries, errors, phase) for step_id in summaries]
     context = _Context(summaries, errors, phase, with_policy=not status, holds=held_notes(tasks))
     rows = _sequence(context, graph.steps, ())
+    if graph.on_failure is not None:  # Flow(...).on_failure(fn): after the steps, run only on a failure
+        rows += _sequence(context, (graph.on_failure,), ())
     # steps the summary knows but the definition does not (should not happen): show them anyway
     rows += [_leaf_row(i, "task", i, (), summaries, errors, phase) for i in summaries if i not in context.seen]
     return rows
