@@ -33,12 +33,14 @@ from plait._kube.models import (
     label_value,
     parse_rfc3339,
     revision,
+    rfc3339,
 )
 from plait.errors import ClusterError
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import InstanceGate, TaskGate
 from plait_operator.instances import InstanceActor
 from plait_operator.metrics import OperatorMetrics
+from plait_operator.retention import plan, versions_in_use
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store, task_name
 from plait_operator.world import TaskResult
@@ -74,8 +76,7 @@ class Controller:
         # lag under load; an older event must not bring back an actor that would act on a stale
         # checkpoint (re-creating tasks that already ran, each a wasted request).
         self._retired: dict[tuple[str, str], int] = {}
-        self._sweeper: asyncio.Task[None] | None = None
-        self._auditor: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
         # At most this many instances reconcile at once: thousands of them waking together (a
         # restart, a burst of signals) queue here instead of flooding the API server.
         self.reconcile_slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
@@ -96,14 +97,15 @@ class Controller:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._sweeper = loop.create_task(self._sweep_leases(), name="lease sweeper")
-        self._auditor = loop.create_task(self._audit_flow_control(), name="flow control audit")
+        self._loops = [
+            loop.create_task(self._sweep_leases(), name="lease sweeper"),
+            loop.create_task(self._audit_flow_control(), name="flow control audit"),
+            loop.create_task(self._retain_definitions(), name="definition retention"),
+        ]
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        if self._auditor is not None:
-            self._auditor.cancel()
+        for background in self._loops:
+            background.cancel()
         for actor in list(self.actors.values()):
             await actor.close()
         self.actors.clear()
@@ -388,6 +390,32 @@ class Controller:
                     self.task_gate.audit(namespace, await self.store.list_limited_tasks(namespace), listed_at)
                 except ClusterError as error:
                     log.warning("flow control audit of tasks in %s failed: %s", namespace, error)
+
+    async def _retain_definitions(self) -> None:
+        """Version retention (:mod:`plait_operator.retention`), a sweep of every namespace with
+        definitions a tenth of the retention period apart (at most ten minutes)."""
+        retention = self.settings.definition_retention_seconds
+        while True:
+            await asyncio.sleep(max(1.0, min(600.0, retention / 10)))
+            for namespace in self.catalog.namespaces():
+                try:
+                    await self._retain_in(namespace, retention)
+                except ClusterError as error:
+                    log.warning("definition retention in %s failed: %s", namespace, error)
+
+    async def _retain_in(self, namespace: str, retention: float) -> None:
+        definitions = await self.store.list_definitions(namespace)
+        instances = await self.store.list_instances(namespace)
+        leases = await self.store.list_worker_leases(namespace)  # last: a worker that just started counts
+        now = time.time()
+        todo = plan(definitions, versions_in_use(instances, leases, now), now, retention)
+        for name in todo.mark:
+            await self.store.mark_unused(namespace, name, rfc3339(now))
+        for name in todo.unmark:
+            await self.store.mark_unused(namespace, name, None)
+        for name in todo.delete:
+            await self.store.delete_definition(namespace, name)
+            log.info("deleted definition=%s/%s: unused and unserved for %.0fs", namespace, name, retention)
 
     async def _sweep_leases(self) -> None:
         while True:

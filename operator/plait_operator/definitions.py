@@ -68,5 +68,9 @@ class DefinitionCatalog:
         found = self._versions.get((namespace, workflow), {}).get(definition_hash)
         return found.definition if found else None
 
+    def namespaces(self) -> set[str]:
+        """The namespaces where any version was published."""
+        return {namespace for namespace, _ in self._versions}
+
     def known_hashes(self, namespace: str, workflow: str) -> list[str]:
         return sorted(self._versions.get((namespace, workflow), {}))

@@ -17,6 +17,7 @@ class OperatorSettings:
     orphan_grace_seconds: float = 5.0  # a signal for a missing instance waits this long for it
     max_concurrent_reconciles: int = 64
     flow_control_audit_seconds: float = 30.0  # while something waits, re-list to free slots of the vanished
+    definition_retention_seconds: float = 7 * 24 * 3600.0  # an unused, unserved version is deleted after this
     idempotency_window_seconds: float = DEFAULT_WINDOW_SECONDS  # a spec.idempotencyKey dedups for this long
     leader_election: bool = True
     leader_namespace: str = "default"

@@ -16,7 +16,7 @@ import logging
 from plait._core.definition import TaskNode
 from plait._core.events import DispatchTask
 from plait._core.flowcontrol import key_value
-from plait._kube.client import CORE_EVENTS, JSON, AsyncKube, list_items
+from plait._kube.client import CORE_EVENTS, JSON, LEASES, AsyncKube, list_items
 from plait._kube.models import (
     ADMITTED_AT_ANNOTATION,
     API_VERSION,
@@ -34,6 +34,8 @@ from plait._kube.models import (
     QUEUE_LABEL,
     SIGNALS,
     TASKS,
+    UNUSED_SINCE_ANNOTATION,
+    WORKER_LABEL,
     WORKFLOW_LABEL,
     controlled_by,
     label_value,
@@ -167,8 +169,22 @@ class Store:
             return False
         return True
 
-    async def list_definitions(self, namespace: str, workflow: str) -> list[JSON]:
-        return list_items(await self.kube.list(DEFINITIONS, namespace, field_selector=f"spec.workflow={workflow}"))
+    async def list_definitions(self, namespace: str, workflow: str | None = None) -> list[JSON]:
+        selector = f"spec.workflow={workflow}" if workflow is not None else None
+        return list_items(await self.kube.list(DEFINITIONS, namespace, field_selector=selector))
+
+    async def list_worker_leases(self, namespace: str) -> list[JSON]:
+        return list_items(await self.kube.list(LEASES, namespace, label_selector=WORKER_LABEL))
+
+    async def mark_unused(self, namespace: str, name: str, since: str | None) -> None:
+        """Set (or with ``None`` remove) a definition's ``plait.dev/unused-since``."""
+        with contextlib.suppress(NotFound):
+            patch = {"metadata": {"annotations": {UNUSED_SINCE_ANNOTATION: since}}}
+            await self.kube.patch(DEFINITIONS, name, patch, namespace)
+
+    async def delete_definition(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.kube.delete(DEFINITIONS, name, namespace)
 
     async def add_finalizer(self, instance: JSON) -> JSON:
         return await self._set_finalizers(instance, [*instance["metadata"].get("finalizers", []), FINALIZER])

@@ -10,8 +10,8 @@ from pathlib import Path
 from bench.k8s import sample_sum
 
 from plait._kube.client import LEASES, Kube
-from plait._kube.models import TASKS
-from plait._worker.membership import JOIN_GRACE_SECONDS, SERVES_ANNOTATION, WORKER_LABEL
+from plait._kube.models import SERVES_ANNOTATION, TASKS, WORKER_LABEL
+from plait._worker.membership import JOIN_GRACE_SECONDS
 from tests.k8s.support import PlaitProcess, marks, submit, wait_for, wait_phase
 
 

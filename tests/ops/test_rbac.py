@@ -230,12 +230,16 @@ def test_the_operator_identity_is_refused_what_it_must_not_do(
     assert not refused(lambda: operator.patch(SCHEDULES, "s", {"status": {}}, ns, subresource="status"))
     assert not refused(lambda: operator.patch(SCHEDULES, "s", {"metadata": {"finalizers": []}}, ns))
     assert not refused(lambda: operator.create(INSTANCES, instance_body("run", "sequence", 1), ns, dry_run=True))
-    # not: secrets, pods, config maps, or changing definitions (the workers publish them)
+    # version retention: marks an unused definition, deletes it later, sees which versions workers serve
+    assert not refused(lambda: operator.patch(DEFINITIONS, "d", {"metadata": {"annotations": {}}}, ns))
+    assert not refused(lambda: operator.delete(DEFINITIONS, "d", ns))
+    assert not refused(lambda: operator.list(LEASES, ns))
+    # not: secrets, pods, config maps, or creating definitions (the workers publish them)
     assert refused(lambda: operator.get(SECRETS, "s", ns))
     assert refused(lambda: operator.list(SECRETS, ns))
     assert refused(lambda: operator.list(PODS, ns))
     assert refused(lambda: operator.patch(CONFIGMAPS, "c", {"data": {}}, ns))
-    assert refused(lambda: operator.patch(DEFINITIONS, "d", {"spec": {}}, ns))
+    assert refused(lambda: operator.create(DEFINITIONS, {"metadata": {"name": "d"}}, ns, dry_run=True))
     # tasks are never deleted by the operator (garbage collection deletes them); it patches only their
     # labels and annotations (flow control lets a held task through), their spec being immutable
     assert refused(lambda: operator.delete(TASKS, "t", ns))

@@ -39,6 +39,13 @@ HELD_LABEL = "plait.dev/held"
 LIMITED_LABEL = "plait.dev/limited"  # on every task of a limited step, held or not: found with one list
 HELD_MESSAGE_ANNOTATION = "plait.dev/held-message"
 ADMITTED_AT_ANNOTATION = "plait.dev/admitted-at"
+# Each worker process keeps a Lease with this label, annotated with the definitions and queues it serves
+# (plait._worker.membership); a Lease not renewed for STALE_LEASE_SECONDS belongs to a crashed worker.
+WORKER_LABEL = "plait.dev/worker"
+SERVES_ANNOTATION = "plait.dev/serves"
+STALE_LEASE_SECONDS = 600.0
+# On a WorkflowDefinition: since when no instance uses it and no live worker serves it (version retention).
+UNUSED_SINCE_ANNOTATION = "plait.dev/unused-since"
 # On instances with spec.idempotencyKey: a digest of the key, so that duplicates are found by selector.
 IDEMPOTENCY_LABEL = "plait.dev/idempotency-key"
 

@@ -23,16 +23,20 @@ from typing import Any
 
 from plait._kube.client import JSON, LEASES, AsyncKube
 from plait._kube.informer import list_and_watch
-from plait._kube.models import now_rfc3339, object_name, owned_by_this_pod
+from plait._kube.models import (
+    SERVES_ANNOTATION,
+    STALE_LEASE_SECONDS,
+    WORKER_LABEL,
+    now_rfc3339,
+    object_name,
+    owned_by_this_pod,
+)
 from plait.errors import ClusterError, NotFound
 
 log = logging.getLogger(__name__)
 
-WORKER_LABEL = "plait.dev/worker"
-SERVES_ANNOTATION = "plait.dev/serves"
 # Longer than a watch event takes to reach every peer: until then a peer may not count this worker.
 JOIN_GRACE_SECONDS = 2.0
-STALE_LEASE_SECONDS = 600.0
 
 
 @dataclass

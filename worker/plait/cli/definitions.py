@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 
-from plait._kube.client import JSON
+from plait._kube.client import JSON, list_items
+from plait._kube.models import INSTANCES
 from plait.cli.common import CommandError, add_cluster_options, add_output_option, program, session
 from plait.cli.format import age, clean, document, emit, table, unicode_ok
 from plait.cli.lookup import definitions
@@ -22,7 +24,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="list published workflows; with WORKFLOW: its versions and its step tree",
         description="WorkflowDefinitions are published by worker pools when they start (one object per "
         "version, named WORKFLOW-HASH). New instances run the latest version unless they pin "
-        "spec.definitionHash. With WORKFLOW, show its versions and the steps of the latest (or --version) "
+        "spec.definitionHash. INSTANCES counts the instances on each version: a version no instance uses and "
+        "no live worker serves is deleted by the operator after its retention period (--definition-retention, "
+        "7 days), the newest of each workflow excepted. With WORKFLOW, show its versions and the steps of the latest (or --version) "
         "with their retry, timeout and queue options.",
     )
     parser.add_argument("workflow", metavar="WORKFLOW", nargs="?", help="a workflow name")
@@ -33,7 +37,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(handler=_definitions)
 
 
-def definition_lines(items: list[JSON], now: float, *, all_namespaces: bool = False) -> list[str]:
+def definition_lines(
+    items: list[JSON], instances: list[JSON], now: float, *, all_namespaces: bool = False
+) -> list[str]:
+    """One row per version, with the number of instances that run on it (or pin it)."""
+    using: Counter[tuple[str, str]] = Counter()
+    for instance in instances:
+        hash_ = (instance.get("status") or {}).get("definitionHash") or instance["spec"].get("definitionHash")
+        using[(instance["metadata"].get("namespace", ""), hash_ or "")] += 1
     latest: dict[tuple[str, str], str] = {}
     for item in items:  # oldest first: the last one wins
         latest[(item["metadata"].get("namespace", ""), item["spec"]["workflow"])] = item["metadata"]["name"]
@@ -46,13 +57,14 @@ def definition_lines(items: list[JSON], now: float, *, all_namespaces: bool = Fa
             spec.get("hash", "")[:12],
             spec.get("queue", ""),
             str(steps),
+            str(using[(meta.get("namespace", ""), spec.get("hash", ""))]),
             age(meta.get("creationTimestamp"), now),
             "yes" if latest[(meta.get("namespace", ""), spec["workflow"])] == meta["name"] else "",
         ]
         if all_namespaces:
             row.insert(0, meta.get("namespace", ""))
         rows.append(row)
-    header = ["WORKFLOW", "VERSION", "QUEUE", "STEPS", "AGE", "LATEST"]
+    header = ["WORKFLOW", "VERSION", "QUEUE", "STEPS", "INSTANCES", "AGE", "LATEST"]
     if all_namespaces:
         header.insert(0, "NAMESPACE")
     return table(header, rows)
@@ -62,7 +74,9 @@ def _definitions(args: argparse.Namespace) -> int:
     if args.version and not args.workflow:
         raise CommandError("--version needs a WORKFLOW")
     with session(args) as (kube, namespace):
-        items = definitions(kube, None if args.all_namespaces else namespace, args.workflow)
+        scope = None if args.all_namespaces else namespace
+        items = definitions(kube, scope, args.workflow)
+        instances = list_items(kube.list(INSTANCES, scope)) if items and not args.output else []
     where = "any namespace" if args.all_namespaces else f"namespace {namespace!r}"
     if args.version:
         items = [d for d in items if d["spec"].get("hash", "").startswith(args.version)]
@@ -78,7 +92,7 @@ def _definitions(args: argparse.Namespace) -> int:
             f"(`plait worker MODULE -n NAMESPACE`); `{program()} definitions -A` lists every namespace"
         )
     now = time.time()
-    emit("\n".join(definition_lines(items, now, all_namespaces=args.all_namespaces)))
+    emit("\n".join(definition_lines(items, instances, now, all_namespaces=args.all_namespaces)))
     if args.workflow:
         chosen = items[-1]
         print(f"\nsteps of version {chosen['spec']['hash'][:12]}:")

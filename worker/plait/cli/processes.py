@@ -53,6 +53,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "that one (default 86400, a day)",
     )  # fmt: skip
     operator.add_argument(
+        "--definition-retention", type=float, default=7 * 24 * 3600.0, metavar="SECONDS",
+        help="delete a WorkflowDefinition version this long after no instance uses it and no live worker "
+        "serves it; the newest version of each workflow is always kept (default 604800, 7 days)",
+    )  # fmt: skip
+    operator.add_argument(
         "--lease-grace", type=float, default=2.0, help="seconds past a task lease before it counts as lost"
     )
     operator.add_argument(
@@ -116,6 +121,7 @@ def _operator(args: argparse.Namespace) -> int:
         default_ttl_seconds=args.default_ttl,
         lease_grace_seconds=args.lease_grace,
         idempotency_window_seconds=args.idempotency_window,
+        definition_retention_seconds=args.definition_retention,
         leader_election=not args.no_leader_election,
         leader_lease_name=args.leader_lease_name,
         leader_namespace=args.leader_namespace or os.environ.get("POD_NAMESPACE") or connection.namespace,
