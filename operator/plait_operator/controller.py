@@ -402,6 +402,8 @@ class Controller:
                     await self._retain_in(namespace, retention)
                 except ClusterError as error:
                     log.warning("definition retention in %s failed: %s", namespace, error)
+                except Exception:  # a malformed object: the next sweep tries again, the loop lives on
+                    log.exception("definition retention in %s failed", namespace)
 
     async def _retain_in(self, namespace: str, retention: float) -> None:
         definitions = await self.store.list_definitions(namespace)

@@ -70,7 +70,7 @@ class DefinitionCatalog:
 
     def namespaces(self) -> set[str]:
         """The namespaces where any version was published."""
-        return {namespace for namespace, _ in self._versions}
+        return {namespace for (namespace, _), versions in self._versions.items() if versions}
 
     def known_hashes(self, namespace: str, workflow: str) -> list[str]:
         return sorted(self._versions.get((namespace, workflow), {}))
