@@ -158,34 +158,56 @@ class Outcome:
     started_after_crash: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Harness:
+    """One random flow as instance ``prop-1``: the steps it started and finished (in order), the
+    crash to come, and the clock and backend its runs share."""
+
+    crasher: Crasher
+    workflow: Workflow
+    clock: FakeClock
+    backend: CrashingBackend
+    started: list[str]
+    succeeded: list[str]
+
+    @classmethod
+    def of(cls, spec: list[Any], crash_at: int | None) -> Harness:
+        crasher = Crasher(crash_at)
+        started: list[str] = []
+        succeeded: list[str] = []
+        factory = FlowFactory(crasher, started, succeeded)
+        workflow = factory.build(spec)
+        backend = CrashingBackend(crasher)
+        for signal in factory.signals:
+            backend.append_inbox("prop-1", {"type": "signal", "name": signal, "payload": 41})
+        return cls(crasher, workflow, FakeClock(), backend, started, succeeded)
+
+    def runner(self) -> Runner:
+        return Runner(
+            self.workflow, "prop-1", self.backend, sleep_through_waits=True, clock=self.clock, sleep=self.clock.sleep
+        )
+
+
 def run(spec: list[Any], value: int, crash_at: int | None) -> Outcome:
     """Run ``spec``; with ``crash_at``, crash at that tick and resume from the last checkpoint."""
-    crasher = Crasher(crash_at)
-    started: list[str] = []
-    succeeded: list[str] = []
-    factory = FlowFactory(crasher, started, succeeded)
-    workflow = factory.build(spec)
-    clock = FakeClock()
-    backend = CrashingBackend(crasher)
-    for signal in factory.signals:
-        backend.append_inbox("prop-1", {"type": "signal", "name": signal, "payload": 41})
-    runner = Runner(workflow, "prop-1", backend, sleep_through_waits=True, clock=clock, sleep=clock.sleep)
+    harness = Harness.of(spec, crash_at)
+    started, succeeded = harness.started, harness.succeeded
     crashed_after = (0, 0)
     try:
-        status = runner.start(value)
+        status = harness.runner().start(value)
     except SimulatedCrash:
         crashed_after = (len(started), len(succeeded))
-        crasher.at = None
-        stored = backend.load("prop-1")
-        runner = Runner(workflow, "prop-1", backend, sleep_through_waits=True, clock=clock, sleep=clock.sleep)
+        harness.crasher.at = None
+        stored = harness.backend.load("prop-1")
+        runner = harness.runner()
         # With no checkpoint yet (it crashed before the first), start over.
         status = runner.start(value) if stored is None else runner.resume(Snapshot.from_data(stored))
     assert status.is_completed(), (status.status, status.error)
     if crash_at is None:
-        return Outcome(status.output, crasher.ticks)
+        return Outcome(status.output, harness.crasher.ticks)
     return Outcome(
         status.output,
-        crasher.ticks,
+        harness.crasher.ticks,
         started[: crashed_after[0]],
         succeeded[: crashed_after[1]],
         started[crashed_after[0] :],

@@ -19,16 +19,7 @@ from plait._core.engine import decide
 from plait._core.events import Cancel
 from plait._core.rerun import rerun
 from plait._core.snapshot import Snapshot
-from plait._local.runner import Runner
-from tests.engine.test_crash_resume_properties import (
-    Crasher,
-    CrashingBackend,
-    FakeClock,
-    FlowFactory,
-    SimulatedCrash,
-    run,
-    steps,
-)
+from tests.engine.test_crash_resume_properties import Harness, SimulatedCrash, run, steps
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -37,23 +28,17 @@ def test_a_rerun_of_an_instance_stopped_anywhere_gives_the_uninterrupted_result(
     spec: list[Any], value: int, stop_fraction: float
 ) -> None:
     expected = run(spec, value, None)
-    crasher = Crasher(1 + int(stop_fraction * (expected.ticks - 1)))
-    started: list[str] = []
-    succeeded: list[str] = []
-    factory = FlowFactory(crasher, started, succeeded)
-    workflow = factory.build(spec)
-    clock = FakeClock()
-    backend = CrashingBackend(crasher)
-    for signal in factory.signals:
-        backend.append_inbox("prop-1", {"type": "signal", "name": signal, "payload": 41})
+    harness = Harness.of(spec, 1 + int(stop_fraction * (expected.ticks - 1)))
+    workflow, clock, backend = harness.workflow, harness.clock, harness.backend
+    started, succeeded = harness.started, harness.succeeded
     with contextlib.suppress(SimulatedCrash):
-        Runner(workflow, "prop-1", backend, sleep_through_waits=True, clock=clock, sleep=clock.sleep).start(value)
+        harness.runner().start(value)
     stored = backend.load("prop-1")
     assume(
         stored is not None and stored["status"] not in ("completed", "failed", "cancelled")
     )  # it had started, not ended
     assert stored is not None
-    crasher.at = None
+    harness.crasher.at = None
     before = (list(started), list(succeeded))
 
     stopped = decide(workflow.definition, Snapshot.from_data(stored), Cancel("stopped"), clock.now, track_steps=False)
@@ -61,8 +46,7 @@ def test_a_rerun_of_an_instance_stopped_anywhere_gives_the_uninterrupted_result(
     again = rerun(workflow.definition, stopped.snapshot, None, None, clock.now)
     assert again.snapshot.status != "cancelled"
     backend.save_snapshot("prop-1", again.snapshot)
-    runner = Runner(workflow, "prop-1", backend, sleep_through_waits=True, clock=clock, sleep=clock.sleep)
-    status = runner.resume(Snapshot.from_data(backend.load("prop-1") or {}))
+    status = harness.runner().resume(Snapshot.from_data(backend.load("prop-1") or {}))
 
     assert status.is_completed(), (status.status, status.error)
     assert status.output == expected.output
