@@ -15,16 +15,20 @@ import json
 from dataclasses import dataclass, field
 
 from plait._kube.client import JSON
-from plait._kube.models import SERVES_ANNOTATION, STALE_LEASE_SECONDS, UNUSED_SINCE_ANNOTATION, parse_rfc3339
+from plait._kube.models import (
+    SERVES_ANNOTATION,
+    STALE_LEASE_SECONDS,
+    UNUSED_SINCE_ANNOTATION,
+    definition_hash_of,
+    parse_rfc3339,
+)
 
 
 def versions_in_use(instances: list[JSON], leases: list[JSON], now: float) -> set[str]:
     """The definition hashes that instances run on (or pin) and that live workers serve."""
     used = set()
     for instance in instances:
-        hash_ = (instance.get("status") or {}).get("definitionHash") or (instance.get("spec") or {}).get(
-            "definitionHash"
-        )
+        hash_ = definition_hash_of(instance)
         if hash_:
             used.add(hash_)
     for lease in leases:

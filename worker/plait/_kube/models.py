@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypedDict
 
@@ -104,6 +105,11 @@ def label_value(text: str) -> str:
 def object_name(text: str, limit: int = 200) -> str:
     """``text`` as the start of a DNS-1123 object name (lowercase letters, digits, dashes)."""
     return _NAME.sub("-", text.lower())[:limit].strip("-") or "x"
+
+
+def definition_hash_of(instance: Mapping[str, Any]) -> str | None:
+    """The version an instance runs (``status.definitionHash``) or, before it starts, pins."""
+    return (instance.get("status") or {}).get("definitionHash") or (instance.get("spec") or {}).get("definitionHash")
 
 
 def without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:

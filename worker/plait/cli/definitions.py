@@ -8,7 +8,7 @@ import time
 from collections import Counter
 
 from plait._kube.client import JSON, list_items
-from plait._kube.models import INSTANCES
+from plait._kube.models import INSTANCES, definition_hash_of
 from plait.cli.common import CommandError, add_cluster_options, add_output_option, program, session
 from plait.cli.format import age, clean, document, emit, table, unicode_ok
 from plait.cli.lookup import definitions
@@ -43,8 +43,7 @@ def definition_lines(
     """One row per version, with the number of instances that run on it (or pin it)."""
     using: Counter[tuple[str, str]] = Counter()
     for instance in instances:
-        hash_ = (instance.get("status") or {}).get("definitionHash") or instance["spec"].get("definitionHash")
-        using[(instance["metadata"].get("namespace", ""), hash_ or "")] += 1
+        using[(instance["metadata"].get("namespace", ""), definition_hash_of(instance) or "")] += 1
     latest: dict[tuple[str, str], str] = {}
     for item in items:  # oldest first: the last one wins
         latest[(item["metadata"].get("namespace", ""), item["spec"]["workflow"])] = item["metadata"]["name"]

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import httpx
 
 from plait._kube.client import JSON, Kube
-from plait._kube.models import FINISHED_PHASES, INSTANCES, parse_rfc3339, rfc3339
+from plait._kube.models import FINISHED_PHASES, INSTANCES, definition_hash_of, parse_rfc3339, rfc3339
 from plait.cli.common import CommandError, program
 from plait.cli.format import ESCAPE, clock, duration, paint, span, visible_len
 from plait.cli.lookup import definition_for, get_instance, tasks_of
@@ -288,8 +288,7 @@ def follow(
 
 
 def _definition_key(instance: Mapping[str, Any]) -> str:
-    status, spec = instance.get("status") or {}, instance.get("spec") or {}
-    return str(status.get("definitionHash") or spec.get("definitionHash") or f"latest:{spec.get('workflow')}")
+    return definition_hash_of(instance) or f"latest:{(instance.get('spec') or {}).get('workflow')}"
 
 
 def timed_out(name: str, outcome: Outcome, wanted: str) -> CommandError:

@@ -13,7 +13,14 @@ import jsonschema
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_name
 from plait._kube import idempotency
 from plait._kube.client import JSON, Kube
-from plait._kube.models import API_VERSION, FINISHED_PHASES, IDEMPOTENCY_LABEL, INSTANCES, object_name
+from plait._kube.models import (
+    API_VERSION,
+    FINISHED_PHASES,
+    IDEMPOTENCY_LABEL,
+    INSTANCES,
+    definition_hash_of,
+    object_name,
+)
 from plait.cli.common import (
     CommandError,
     add_cluster_options,
@@ -336,7 +343,7 @@ def _phases(values: list[str]) -> set[str]:
 
 def status_lines(instance: JSON, now: float) -> list[str]:
     meta, spec, status = instance["metadata"], instance.get("spec") or {}, instance.get("status") or {}
-    version = status.get("definitionHash") or spec.get("definitionHash")
+    version = definition_hash_of(instance)
     rows = [
         ("Name", meta["name"]),
         ("Namespace", meta.get("namespace", "")),

@@ -15,6 +15,7 @@ from plait._kube.models import (
     INSTANCES,
     SIGNALS,
     TASKS,
+    definition_hash_of,
     revision,
 )
 from plait.cli.common import CommandError, program
@@ -44,8 +45,8 @@ def definitions(kube: Kube, namespace: str | None, workflow: str | None = None) 
 
 def definition_for(kube: Kube, namespace: str, instance: JSON) -> JSON | None:
     """The definition an instance runs (or, before it starts, the one it would get)."""
-    spec, status = instance.get("spec") or {}, instance.get("status") or {}
-    pinned = status.get("definitionHash") or spec.get("definitionHash")
+    spec = instance.get("spec") or {}
+    pinned = definition_hash_of(instance)
     versions = definitions(kube, namespace, spec.get("workflow"))
     if pinned:
         return next((d for d in versions if (d.get("spec") or {}).get("hash") == pinned), None)

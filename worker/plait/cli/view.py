@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from plait._kube.models import definition_hash_of
 from plait.cli.common import program
 from plait.cli.format import age, duration, paint, span
 from plait.cli.steptree import StepRow, render_rows, step_rows
@@ -62,7 +63,7 @@ def waiting_signals(definition: Mapping[str, Any] | None, rows: Sequence[StepRow
 def header_lines(instance: Mapping[str, Any], now: float, style: Style) -> list[str]:
     meta, spec, status = instance["metadata"], instance.get("spec") or {}, instance.get("status") or {}
     phase = phase_of(instance)
-    version = (status.get("definitionHash") or spec.get("definitionHash") or "")[:12]
+    version = (definition_hash_of(instance) or "")[:12]
     first = f"{paint(meta['name'], 'bold', style.colour)}   workflow {spec.get('workflow')}"
     first += f"   namespace {meta.get('namespace')}" + (f"   version {version}" if version else "")
     phase_text = paint(phase, PHASE_COLOURS.get(phase), style.colour)
