@@ -64,6 +64,30 @@ class DefinitionCatalog:
             return None
         return max(versions.values(), key=lambda p: (p.created, p.name)).definition
 
+    def matching(self, namespace: str, workflow: str, version: str) -> Definition:
+        """The version ``version`` names: ``latest``, a hash, or a prefix of exactly one published hash.
+
+        Raises :class:`~plait.errors.DefinitionError` saying which versions there are when none or
+        several match.
+        """
+        versions = self._versions.get((namespace, workflow), {})
+        if version == "latest":
+            found = self.resolve(namespace, workflow, None)
+            if found is None:
+                raise DefinitionError(f"workflow {workflow!r} has no published version in namespace {namespace}")
+            return found
+        matches = [p.definition for h, p in versions.items() if h.startswith(version)] if version else []
+        if len(matches) == 1:
+            return matches[0]
+        published = ", ".join(h[:12] for h in sorted(versions)) or "none"
+        if matches:
+            raise DefinitionError(
+                f"{version!r} is the start of {len(matches)} versions of workflow {workflow!r}: give more of the hash"
+            )
+        raise DefinitionError(
+            f"workflow {workflow!r} has no published version {version!r} (published: {published}; or `latest`)"
+        )
+
     def get(self, namespace: str, workflow: str, definition_hash: str) -> Definition | None:
         found = self._versions.get((namespace, workflow), {}).get(definition_hash)
         return found.definition if found else None

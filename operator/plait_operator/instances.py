@@ -12,6 +12,7 @@ the same world and reaches the same decisions, and task names are deterministic.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -49,13 +50,14 @@ from plait._kube.models import (
     PAUSED_BY_ANNOTATION,
     RETRY_ANNOTATION,
     TASK_RESULT_PHASES,
+    UPGRADE_ANNOTATION,
     label_value,
     now_rfc3339,
     parse_rfc3339,
     rfc3339,
     without_managed_fields,
 )
-from plait.errors import Conflict
+from plait.errors import Conflict, DefinitionError
 from plait_operator.actor import Actor
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import Admitted, InstanceGate, Queued, Refused, TaskGate, describe
@@ -64,6 +66,7 @@ from plait_operator.recovery import TAKEN_ANNOTATIONS, RetryOutcome, deadline_of
 from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, phase_of, render, snapshot_of, with_conditions
 from plait_operator.store import Store, task_body, task_flow_control, task_name
+from plait_operator.upgrades import UpgradeOutcome, pending, plan, requested
 from plait_operator.validation import InvalidInstance, check_input
 from plait_operator.world import TaskResult, control_events, newer, requester, result_events, signal_events
 
@@ -230,7 +233,7 @@ class InstanceActor(Actor):
                     await self._reject(body, invalid)
                     return
             else:
-                found = await host.resolve_definition(
+                found = self._upgrade_target(body, spec) or await host.resolve_definition(
                     self.namespace, spec.get("workflow", ""), spec.get("definitionHash")
                 )
                 if found is None:
@@ -277,6 +280,16 @@ class InstanceActor(Actor):
         commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
         if prelude is not None:
             commands, changed = prelude.commands + commands, True
+        upgraded: UpgradeOutcome | None = None
+        if requested(body) is not None and "deletionTimestamp" not in body["metadata"]:
+            upgraded = await self._plan_upgrade(body, definition, snapshot, starting=starting)
+            if upgraded.definition is not None and upgraded.snapshot is not None:
+                definition, snapshot, changed = upgraded.definition, upgraded.snapshot, True
+                moved = upgraded.moved
+                commands = [
+                    dataclasses.replace(c, path=moved.get(c.path, c.path)) if isinstance(c, SetTimer) else c
+                    for c in commands
+                ]
 
         if changed:
             # The checkpoint and the tasks it dispatches are written together: task names are
@@ -285,9 +298,11 @@ class InstanceActor(Actor):
             rendered = render(body, definition, snapshot)
             if restarted:
                 rendered["startedAt"] = now_rfc3339()  # a rerun starts the clock again (a deadline's)
+            generation = body["metadata"].get("generation")
             if retried is not None:
-                generation = body["metadata"].get("generation")
                 rendered["conditions"] = with_conditions(rendered["conditions"], generation, self._retried(retried))
+            if upgraded is not None and _new_condition(body, upgraded):
+                rendered["conditions"] = with_conditions(rendered["conditions"], generation, upgraded.condition())
             patch = changes(body.get("status") or {}, rendered)
             written, _ = await _both(host.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
             body = self.body = _slim(written)
@@ -302,7 +317,20 @@ class InstanceActor(Actor):
             if expired and deadline is not None:
                 host.spawn(host.store.post_event(body, "DeadlineExceeded", deadline[1], warning=True))
         else:
+            if upgraded is not None and _new_condition(body, upgraded):
+                status = body.get("status") or {}
+                generation = body["metadata"].get("generation")
+                conditions = with_conditions(status.get("conditions"), generation, upgraded.condition())
+                body = self.body = _slim(await host.store.write_status(body, {"conditions": conditions}))
             await self._dispatch(body, definition, snapshot)
+        if upgraded is not None and upgraded.taken:
+            # after the status, so that a repeat (the removal failed) finds the instance up to date
+            host.spawn(
+                host.store.post_event(
+                    body, upgraded.reason, upgraded.message, warning=upgraded.reason == "UpgradeRefused"
+                )
+            )
+            body = self.body = _slim(await host.store.remove_annotations(body, [UPGRADE_ANNOTATION]))
         acknowledgements = [(name, delivery.get(event.id or "", "Buffered")) for event, name in accepted_signals]
         await self._carry_out(body, definition, snapshot, commands, results, acknowledgements)
         if snapshot.finished and not was_finished:
@@ -337,6 +365,36 @@ class InstanceActor(Actor):
         removed = TAKEN_ANNOTATIONS if outcome.decision is not None else [RETRY_ANNOTATION]
         body = self.body = _slim(await store.remove_annotations(body, removed))
         return body, outcome
+
+    def _upgrade_target(self, body: JSON, spec: JSON) -> Definition | None:
+        """For an instance starting with ``plait.dev/upgrade``: the version it asks for, to start on."""
+        value = requested(body)
+        if not value:
+            return None
+        try:
+            return self.host.catalog.matching(self.namespace, spec.get("workflow", ""), value)
+        except DefinitionError:
+            return None  # refused once it started, with the reason
+
+    async def _plan_upgrade(
+        self, body: JSON, definition: Definition, snapshot: Snapshot, *, starting: bool
+    ) -> UpgradeOutcome:
+        """``plait.dev/upgrade`` at this step boundary; postponed while a step whose task exists would move
+        (its result comes back at its old path)."""
+        outcome = plan(self.host.catalog, body, definition, snapshot, starting=starting)
+        running = {path: snapshot.running[path] for path in outcome.moved if path in snapshot.running}
+        if not running:
+            return outcome
+        meta = body["metadata"]
+        names = {task_name(meta["name"], meta["uid"], path, attempt): path for path, attempt in running.items()}
+        known = {name for name in names if name in self.tasks or name in self.created}
+        if len(known) < len(names):  # a task created before a restart may not be in the cache yet
+            listed = await self.host.store.list_tasks(self.namespace, meta["uid"])
+            known |= {task["metadata"]["name"] for task in listed} & set(names)
+        if not known:
+            return outcome
+        steps = {d.path: d.node_id for d in in_flight(definition, snapshot)}
+        return pending(outcome, {names[name]: steps[names[name]] for name in sorted(known)})
 
     @staticmethod
     def _retried(outcome: RetryOutcome) -> tuple[str, str, str, str]:
@@ -648,6 +706,16 @@ class InstanceActor(Actor):
         store = self.host.store
         await store.set_signal_status(self.namespace, body["metadata"]["name"], "Rejected", why)
         await store.post_event(body, "SignalRejected", why, warning=True)
+
+
+def _new_condition(body: JSON, outcome: UpgradeOutcome) -> bool:
+    """Whether ``outcome`` says something the ``Upgraded`` condition does not already: not when it is
+    the same, nor when an upgrade the instance took is found again as up to date."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    current: JSON = next((c for c in conditions if c.get("type") == "Upgraded"), {})
+    if outcome.reason == "UpToDate" and current.get("reason") == "Upgraded":
+        return False
+    return (current.get("reason"), current.get("message")) != (outcome.reason, outcome.message)
 
 
 async def _both(first: Awaitable[T], second: Awaitable[Any]) -> tuple[T, Any]:

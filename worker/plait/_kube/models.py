@@ -27,6 +27,9 @@ PAUSE_ANNOTATION = "plait.dev/pause"
 CANCEL_ANNOTATION = "plait.dev/cancel"
 # Rerun a Failed or Cancelled instance (value: empty for its unfinished steps, or a step id).
 RETRY_ANNOTATION = "plait.dev/retry"
+# Move a running, paused or waiting instance to another version at its next step boundary (value: a
+# definition hash, a unique prefix of one, or `latest`); see docs/recovery.md.
+UPGRADE_ANNOTATION = "plait.dev/upgrade"
 # Who asked for the pause or the cancellation (sayiir's paused_by / cancelled_by); set by the client.
 PAUSED_BY_ANNOTATION = "plait.dev/paused-by"
 CANCELLED_BY_ANNOTATION = "plait.dev/cancelled-by"

@@ -10,7 +10,8 @@ another code); nothing prints a traceback at a user.
     instances.py    plait submit, get, status, result, list, logs
     control.py      plait signal, pause, resume, cancel
     retry.py        plait retry, fork
-    definitions.py  plait definitions
+    upgrade.py      plait upgrade
+    definitions.py  plait definitions, definitions diff
     schedules.py    plait schedule list|get|trigger|suspend|resume|backfill
     steptree.py, view.py, follow.py, lookup.py, inputs.py, format.py: what those share
 """
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from plait.cli import control, definitions, dev, instances, processes, retry, schedules
+from plait.cli import control, definitions, dev, instances, processes, retry, schedules, upgrade
 from plait.cli.common import CommandError, program
 from plait.errors import PlaitError
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     instances.register(commands)
     control.register(commands)
     retry.register(commands)
+    upgrade.register(commands)
     definitions.register(commands)
     schedules.register(commands)
     dev.register(commands)
