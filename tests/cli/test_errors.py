@@ -163,4 +163,4 @@ def test_every_command_and_option_has_help() -> None:
                     continue  # `plait dev ACTION`: each action has its own help
                 assert option.help, f"plait {name} {option.option_strings or option.dest} has no help"
     expected = {"submit", "get", "status", "result", "signal", "pause", "resume", "cancel", "list", "logs"}
-    assert expected | {"definitions", "dev", "operator", "worker", "retry", "fork"} <= set(seen)
+    assert expected | {"definitions", "dev", "operator", "worker", "retry", "fork", "upgrade"} <= set(seen)

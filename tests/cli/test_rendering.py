@@ -281,3 +281,32 @@ def test_formats() -> None:
     assert visible_len(coloured) == 4
     assert table(["A", "B"], [[coloured, "x"]]) == ["A      B", f"{coloured}   x"]
     assert truncate("abcdef", 4) == "abc…\x1b[0m" and truncate("abc", 4) == "abc"
+
+
+def test_definitions_diff_lists_the_changes_and_which_steps_could_move() -> None:
+    from plait.cli.definitions import diff_lines
+
+    @task
+    def one(x: int) -> int:
+        return x
+
+    @task
+    def two(x: int) -> int:
+        return x
+
+    @task
+    def three(x: int) -> int:
+        return x
+
+    a = Flow("w").then(one).then(two).build().definition
+    b = Flow("w").then(one).then(three).build().definition
+    lines = diff_lines(a, b)
+    assert lines[:4] == [
+        f"workflow 'w': {a.hash[:12]} -> {b.hash[:12]}",
+        "added:    three",
+        "removed:  two",
+        "changed:  -",
+    ]
+    assert lines[5].split() == ["AT", "STEP", "CAN", "MOVE", "WHY"]
+    assert lines[6].split() == ["one", "yes"]
+    assert lines[7].split()[:2] == ["two", "no"] and "'two', where the instance is, is not in the target" in lines[7]
