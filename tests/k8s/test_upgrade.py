@@ -163,3 +163,30 @@ def test_a_refused_upgrade_names_the_step_and_the_instance_runs_on_unchanged(
         for line in out.splitlines()
     )
     assert main(["definitions", "diff", "staged", "nope", "latest", "-n", e2e]) == 1
+
+
+def test_an_upgrade_that_moves_a_running_step_waits_for_the_next_step_boundary(
+    kube: Kube, e2e: str, start_worker: Worker, marks_dir: Path
+) -> None:
+    from tests.k8s.flows import slow as slow_v1
+    from tests.k8s.upgrade_slow_v2 import slow as slow_v2
+
+    serve(kube, e2e, start_worker, "tests.k8s.flows", "tests.k8s.upgrade_slow_v2")
+    submit(kube, e2e, "s", "slow", 3, definitionHash=slow_v1.definition_hash)
+    wait_for(lambda: runs(marks_dir, "s")["nap-start"] == 1, what="the nap to start")
+    annotate(kube, e2e, "s", UPGRADE_ANNOTATION, slow_v2.definition_hash)  # nap would move from 0 to 1
+
+    def condition() -> dict[str, Any]:
+        return next(
+            (c for c in kube.get(INSTANCES, "s", e2e)["status"].get("conditions") or [] if c["type"] == "Upgraded"), {}
+        )
+
+    wait_for(lambda: condition().get("reason") == "UpgradePending", what="the upgrade to wait")
+    assert "running step(s) nap (at 0, 1 in the new version) must finish first" in condition()["message"]
+    assert UPGRADE_ANNOTATION in annotations(kube, e2e, "s")
+    done = wait_phase(kube, e2e, "s", "Succeeded", "Failed")
+    assert done["status"]["output"] == "rested 3"
+    assert done["status"]["definitionHash"] == slow_v2.definition_hash  # moved once nap finished
+    assert condition()["reason"] == "Upgraded" and "these steps do not run for it: echo" in condition()["message"]
+    assert runs(marks_dir, "s") == {"nap-start": 1, "nap-end": 1, "after-nap": 1}
+    assert UPGRADE_ANNOTATION not in annotations(kube, e2e, "s")
