@@ -38,6 +38,10 @@ if ! go env GOSUMDB | grep -q off && ! timeout 5 bash -c 'exec 3<>/dev/tcp/sum.g
 fi
 
 mkdir -p "$bin" "$prometheus_bin"
+# One build at a time per cache: two at once (two checkouts, or a test fixture beside `make`) would
+# write the same temporary files.
+exec 9>"$cache/bin/.lock"
+flock 9
 build() { # module-dir binary-name package ldflags [output-dir [tags]]
   local dir="$1" name="$2" pkg="$3" flags="$4" out="${5:-$bin}" tags="${6:-}"
   local stamp="$flags${tags:+ tags=$tags}"
