@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from plait._devenv.s3server import BUCKET, S3Server
 from plait._kube.client import NAMESPACES, Kube
 from tests.k8s.fixtures import _make_namespace, _started, _tail
 from tests.k8s.support import PlaitProcess, operator_args, worker_args
-from tests.payloads.s3server import BUCKET, S3Server
 
 STORE = f"s3://{BUCKET}/payloads"
 ORPHAN_GRACE = 4.0

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from plait import KubernetesBackend, WorkflowClient
+from plait._devenv.s3server import S3Server
 from plait._kube.client import Kube
 from plait._kube.models import INSTANCES
 from plait._payloads import PayloadStore, refs
@@ -28,7 +29,6 @@ from tests.k8s.support import REPO, PlaitProcess, marks, submit, wait_for, wait_
 from tests.k8s.test_lifecycle import events_for, tasks_of
 from tests.payloads import flows
 from tests.payloads.conftest import ORPHAN_GRACE, STORE
-from tests.payloads.s3server import S3Server
 
 pytestmark = pytest.mark.cluster
 MB = flows.MB

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from plait._devenv.s3server import S3Server
 from plait._payloads import PayloadStore, refs, resolve
 from plait.errors import PayloadError
 from tests.payloads.conftest import STORE
-from tests.payloads.s3server import S3Server
 
 
 @pytest.fixture

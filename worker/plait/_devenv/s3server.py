@@ -1,7 +1,8 @@
-"""A real S3-compatible server for the payload tests: versitygw over a temporary directory.
+"""A local S3-compatible server for the payload store: versitygw over a directory.
 
 Built from Go modules by ``hack/build-binaries.sh --s3`` (cached in ``~/.cache/plait/bin``), started
-on a free loopback port with a root access key, stopped and started again by the outage tests.
+on a free loopback port with a root access key. The payload tests start it (and stop and start it
+again for an outage), and so does the payload benchmark.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from pathlib import Path
 
 import httpx
 
-from plait._devenv.binaries import build_script, cache_dir
+from plait._devenv.binaries import S3_TAG, BinariesMissing, build_script, cache_dir
 from plait._devenv.controlplane import free_port
 
-VERSITYGW_VERSION = "v1.8.0"
 ACCESS_KEY = "plait-test"
 SECRET_KEY = "plait-test-secret-key"
 BUCKET = "plait"
@@ -24,10 +24,11 @@ BUCKET = "plait"
 
 def versitygw() -> Path:
     """The versitygw binary, built first if it is not cached."""
-    path = cache_dir() / "bin" / f"versitygw-{VERSITYGW_VERSION}" / "versitygw"
+    path = cache_dir() / "bin" / S3_TAG / "versitygw"
     if not os.access(path, os.X_OK):
         script = build_script()
-        assert script is not None, "no hack/build-binaries.sh to build versitygw with"
+        if script is None:
+            raise BinariesMissing(f"versitygw is not built in {path.parent}: run hack/build-binaries.sh --s3")
         subprocess.run([str(script), "--s3"], check=True, env={**os.environ, "PLAIT_CACHE_DIR": str(cache_dir())})
     return path
 
