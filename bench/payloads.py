@@ -58,7 +58,7 @@ def _variant(
 
 def run(quick: bool = False, plane: ControlPlane | None = None, log: Any = print) -> dict[str, Any]:
     sizes = k8s.Sizes.quick() if quick else k8s.Sizes(workers=2, concurrency=16)
-    count = 3 if quick else 30
+    count = 3 if quick else 10
     scratch = Path(tempfile.mkdtemp(prefix="plait-bench-payloads-"))
     own = plane is None
     plane = plane or ControlPlane(scratch / "plane")
