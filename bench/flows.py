@@ -3,6 +3,8 @@ never bind, for their cost), a fan-out of 50, a signal-driven flow."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from plait import Concurrency, Flow, task
 
 FANOUT = 50
@@ -40,3 +42,16 @@ for _i in range(FANOUT):
 fanout50 = _fork.join(gather).build()
 
 signalled = Flow("bench-signal").then(step, name="before").wait_for_signal("go").then(step, name="after").build()
+
+
+@task
+def carry(value: dict[str, Any]) -> dict[str, Any]:
+    """Pass a large value on, changed (each step's output is new bytes: no upload is skipped)."""
+    blob = value["blob"]
+    return {"n": value["n"] + 1, "blob": blob[1:] + blob[:1]}
+
+
+_payload = Flow("bench-payload10")
+for _i in range(10):
+    _payload.then(carry, name=f"c{_i}")
+payload10 = _payload.build()

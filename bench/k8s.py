@@ -128,9 +128,11 @@ class Cluster:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     worker_ports: list[int] = field(default_factory=list)
     logs: Path = Path(".")
+    extra_args: tuple[str, ...] = ()  # of the operator and every worker (the payload store's options)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start_processes(self, sizes: Sizes) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig), "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig), "PYTHONPATH": str(REPO), **self.extra_env}
         self.operator_port = free_port()
         self.operator = _spawn(
             [
@@ -140,6 +142,7 @@ class Cluster:
                 "--no-leader-election",
                 "--metrics-port",
                 str(self.operator_port),
+                *self.extra_args,
             ],
             env,
             self.logs / "operator.log",
@@ -148,7 +151,8 @@ class Cluster:
             port = free_port()
             self.worker_ports.append(port)
             args = ["worker", "bench.flows", "--namespace", self.namespace, "--concurrency", str(sizes.concurrency)]
-            self.workers.append(_spawn([*args, "--metrics-port", str(port)], env, self.logs / f"worker-{n}.log"))
+            args += ["--metrics-port", str(port), *self.extra_args]
+            self.workers.append(_spawn(args, env, self.logs / f"worker-{n}.log"))
         for port in [self.operator_port, *self.worker_ports]:
             _wait_ready(port)
 
@@ -218,8 +222,14 @@ def sample_sum(text: str, name: str, **labels: str) -> float:
 
 
 @contextmanager
-def cluster(sizes: Sizes, plane: ControlPlane | None = None) -> Iterator[Cluster]:
-    """A control plane (fresh unless given), the CRDs, one namespace, an operator and workers."""
+def cluster(
+    sizes: Sizes,
+    plane: ControlPlane | None = None,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """A control plane (fresh unless given), the CRDs, one namespace, an operator and workers
+    (with ``extra_args`` and ``extra_env``)."""
     own = plane is None
     scratch = Path(tempfile.mkdtemp(prefix="plait-bench-"))
     plane = plane or ControlPlane(scratch / "plane")
@@ -228,9 +238,11 @@ def cluster(sizes: Sizes, plane: ControlPlane | None = None) -> Iterator[Cluster
     connection = load_connection(plane.kubeconfig)
     kube = Kube(connection)
     apply_crds(kube, all_crds())
-    namespace = f"bench-{int(time.time())}"
+    namespace = f"bench-{int(time.time())}-{os.urandom(2).hex()}"
     kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    under_test = Cluster(plane, connection, kube, namespace, logs=scratch)
+    under_test = Cluster(
+        plane, connection, kube, namespace, logs=scratch, extra_args=extra_args, extra_env=extra_env or {}
+    )
     try:
         under_test.start_processes(sizes)
         yield under_test

@@ -2,12 +2,14 @@
 # Builds the binaries plait's tests and `plait dev` run, from the Go module proxy with the local Go
 # toolchain: the control plane (kube-apiserver, kube-controller-manager, kubectl, etcd: hack/kube;
 # helm: hack/helm), the node (kubelet, kube-scheduler, kube-proxy: hack/kube; the pause binary:
-# hack/pause) and Prometheus with promtool (hack/prometheus). Static builds, cached by version
+# hack/pause), Prometheus with promtool (hack/prometheus) and versitygw, the S3-compatible server the
+# payload store's tests run (hack/s3). Static builds, cached by version
 # outside the repository; a cached binary is rebuilt only when its build flags change. Prints the
 # control plane's cache directory on its last line.
 #
 #   hack/build-binaries.sh                  build what is missing
 #   hack/build-binaries.sh --control-plane  only the control plane's binaries
+#   hack/build-binaries.sh --s3             only the S3-compatible server (versitygw)
 #   PLAIT_CACHE_DIR=/path ...               cache somewhere else (default: ~/.cache/plait)
 set -euo pipefail
 
@@ -17,11 +19,14 @@ source "$here/versions.env"
 cache="${PLAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/plait}"
 bin="$cache/bin/$PLAIT_BINARIES_TAG"
 prometheus_bin="$cache/bin/$PLAIT_PROMETHEUS_TAG"
+s3_bin="$cache/bin/$PLAIT_S3_TAG"
 only_control_plane=false
+only_s3=false
 case "${1:-}" in
   "") ;;
   --control-plane) only_control_plane=true ;;
-  *) echo "usage: $0 [--control-plane]" >&2; exit 2 ;;
+  --s3) only_s3=true ;;
+  *) echo "usage: $0 [--control-plane | --s3]" >&2; exit 2 ;;
 esac
 
 if ! command -v go >/dev/null 2>&1; then
@@ -37,7 +42,7 @@ if ! go env GOSUMDB | grep -q off && ! timeout 5 bash -c 'exec 3<>/dev/tcp/sum.g
   echo "note: sum.golang.org is unreachable; verifying modules against the committed go.sum only" >&2
 fi
 
-mkdir -p "$bin" "$prometheus_bin"
+mkdir -p "$bin" "$prometheus_bin" "$s3_bin"
 # One build at a time per cache: two at once (two checkouts, or a test fixture beside `make`) would
 # write the same temporary files.
 exec 9>"$cache/bin/.lock"
@@ -53,6 +58,14 @@ build() { # module-dir binary-name package ldflags [output-dir [tags]]
   printf '%s' "$stamp" >"$out/.$name.ldflags"
   echo "built $name in $((SECONDS - start))s" >&2
 }
+
+# versitygw: an S3 gateway over a directory (its posix backend); the payload store's tests start it
+s3flags="-X main.Version=${VERSITYGW_VERSION}"
+if $only_s3; then
+  build s3 versitygw github.com/versity/versitygw/cmd/versitygw "$s3flags" "$s3_bin"
+  echo "$s3_bin"
+  exit 0
+fi
 
 kminor="$(cut -d. -f2 <<<"$KUBERNETES_VERSION")"
 kver="-X k8s.io/component-base/version.gitVersion=${KUBERNETES_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${kminor}"
@@ -78,5 +91,6 @@ if ! $only_control_plane; then
   sd_tags="remove_all_sd,enable_kubernetes_sd"
   build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus "$pflags" "$prometheus_bin" "$sd_tags"
   build prometheus promtool github.com/prometheus/prometheus/cmd/promtool "$pflags" "$prometheus_bin" "$sd_tags"
+  build s3 versitygw github.com/versity/versitygw/cmd/versitygw "$s3flags" "$s3_bin"
 fi
 echo "$bin"

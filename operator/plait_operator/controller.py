@@ -36,6 +36,7 @@ from plait._kube.models import (
     rfc3339,
 )
 from plait.errors import ClusterError
+from plait_operator import payloads
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import InstanceGate, TaskGate
 from plait_operator.instances import InstanceActor
@@ -102,6 +103,14 @@ class Controller:
             loop.create_task(self._audit_flow_control(), name="flow control audit"),
             loop.create_task(self._retain_definitions(), name="definition retention"),
         ]
+        if self.settings.payloads is not None:
+            sweeping = payloads.sweep_forever(
+                self.settings.payloads,
+                self.settings.namespaces,
+                self.store.list_instances,
+                self.settings.payload_orphan_grace_seconds,
+            )
+            self._loops.append(loop.create_task(sweeping, name="payload sweep"))
 
     async def stop(self) -> None:
         for background in self._loops:
@@ -178,6 +187,8 @@ class Controller:
         key = (meta["namespace"], meta["name"])
         self.instance_gate.observe(event_type, body)
         if event_type == "DELETED":
+            if self.settings.payloads is not None:
+                self.spawn(payloads.delete_objects(self.settings.payloads, *key, before=time.time()))
             actor = self.actors.pop(key, None)
             if actor is not None:
                 await actor.close()

@@ -57,11 +57,13 @@ from plait._kube.models import (
     rfc3339,
     without_managed_fields,
 )
-from plait.errors import Conflict, DefinitionError
+from plait._payloads import refs
+from plait.errors import Conflict, DefinitionError, PayloadError
 from plait_operator.actor import Actor
 from plait_operator.definitions import DefinitionCatalog
 from plait_operator.flowcontrol import Admitted, InstanceGate, Queued, Refused, TaskGate, describe
 from plait_operator.metrics import OperatorMetrics
+from plait_operator.payloads import input_to_check, offload_snapshot
 from plait_operator.recovery import TAKEN_ANNOTATIONS, RetryOutcome, deadline_of, start_fork, take_retry
 from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, phase_of, render, snapshot_of, with_conditions
@@ -240,8 +242,17 @@ class InstanceActor(Actor):
                     await self._wait_for_definition(body, spec)
                     return
                 definition = found
+                payloads = host.settings.payloads
                 try:
-                    check_input(definition, spec.get("input"), host.settings.max_payload_bytes)
+                    value = spec.get("input")
+                    if definition.input_schema is not None or refs.refs_in(value):
+                        value = await input_to_check(payloads, value, self.namespace)
+                    check_input(definition, value, None if payloads is not None else host.settings.max_payload_bytes)
+                except PayloadError as error:
+                    if error.reason == "PayloadStoreUnavailable":
+                        raise  # tried again after a backoff: the input is fine, the store is down
+                    await self._reject(body, InvalidInstance(error.reason, f"spec.input: {error.message}"))
+                    return
                 except InvalidInstance as invalid:
                     await self._reject(body, invalid)
                     return
@@ -292,6 +303,10 @@ class InstanceActor(Actor):
                 ]
 
         if changed:
+            if host.settings.payloads is not None:
+                # stored before the checkpoint that refers to them; a store that is down fails the
+                # reconcile, tried again after a backoff with nothing written
+                await offload_snapshot(host.settings.payloads, snapshot, self.namespace, self.name)
             # The checkpoint and the tasks it dispatches are written together: task names are
             # derived from the checkpoint's content, so after a failure on either side the next
             # reconcile reaches the same tasks (a repeated create is a harmless 409).

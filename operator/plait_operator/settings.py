@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from plait._kube.idempotency import DEFAULT_WINDOW_SECONDS
 from plait._kube.models import DEFAULT_MAX_PAYLOAD_BYTES
+from plait._payloads import PayloadStore
 
 
 @dataclass(frozen=True)
@@ -25,3 +26,5 @@ class OperatorSettings:
     leader_lease_seconds: float = 15.0
     metrics_port: int | None = 8080
     identity: str = "plait-operator"
+    payloads: PayloadStore | None = None  # large values offloaded there; None: inline up to max_payload_bytes
+    payload_orphan_grace_seconds: float = 3600.0  # objects of no instance, older than this, are swept

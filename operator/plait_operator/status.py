@@ -7,13 +7,13 @@ itself.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from plait._core import snapshot as st
 from plait._core.definition import Definition, DelayNode, SignalNode, TaskNode
 from plait._core.flowcontrol import key_value
 from plait._core.snapshot import Snapshot, StepProgress
+from plait._kube import checkpoints
 from plait._kube.models import now_rfc3339, parse_rfc3339, rfc3339
 
 PHASES = {
@@ -127,10 +127,11 @@ def running_concurrency(instance: dict[str, Any], definition: Definition) -> dic
 
 def checkpoint_of(snapshot: Snapshot) -> str:
     """The snapshot as the ``status.checkpoint`` string: compact (empty fields left out; every write
-    of it costs the API server in proportion to its size), its step summary in ``status.steps``."""
+    of it costs the API server in proportion to its size; compressed when large), its step summary
+    in ``status.steps``."""
     data = {key: value for key, value in snapshot.to_data().items() if value not in (None, [], {})}
     data.pop("steps", None)
-    return json.dumps(data, separators=(",", ":"))
+    return checkpoints.dump(data)
 
 
 def changes(previous: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +146,7 @@ def snapshot_of(status: dict[str, Any]) -> Snapshot | None:
     checkpoint = status.get("checkpoint")
     if not checkpoint:
         return None
-    data = json.loads(checkpoint)
+    data = checkpoints.load(checkpoint)
     data["steps"] = {
         step["id"]: {
             "state": step["state"],

@@ -8,6 +8,7 @@ import jsonschema
 
 from plait._core.definition import Definition
 from plait._kube.models import payload_size
+from plait._payloads import NOT_CONFIGURED_HINT
 
 
 class InvalidInstance(Exception):
@@ -24,13 +25,15 @@ def check_payload(value: Any, limit: int, what: str) -> None:
     if size > limit:
         raise InvalidInstance(
             "PayloadTooLarge",
-            f"{what} is {size} bytes, over the inline limit of {limit} bytes; "
-            "pass a reference (an object-store URL, a ConfigMap name) instead of the data",
+            f"{what} is {size} bytes, over the inline limit of {limit} bytes; {NOT_CONFIGURED_HINT}",
         )
 
 
-def check_input(definition: Definition, value: Any, limit: int) -> None:
-    check_payload(value, limit, "spec.input")
+def check_input(definition: Definition, value: Any, limit: int | None) -> None:
+    """``value`` (references read already) against the input schema; without a payload store
+    (``limit`` set) its size too."""
+    if limit is not None:
+        check_payload(value, limit, "spec.input")
     schema = definition.input_schema
     if schema is None:
         return

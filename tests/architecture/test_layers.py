@@ -62,6 +62,8 @@ def test_the_packages_keep_every_contract(tree: Path) -> None:
         ("plait_operator.store", "plait._worker.runtime"),  # the operator importing worker code
         ("plait.cli.control", "plait_operator.controller"),  # a second bridge from the CLI
         ("plait._kube.client", "plait._local.backends"),  # one adapter importing the other
+        ("plait._core.snapshot", "plait._payloads.store"),  # the core doing the store's I/O
+        ("plait._payloads.store", "plait._kube.client"),  # the store knowing of Kubernetes
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(tree: Path, module: str, imported: str) -> None:

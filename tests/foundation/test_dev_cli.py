@@ -15,6 +15,8 @@ from plait._devenv.binaries import (
     KUBERNETES_VERSION,
     PROMETHEUS_TAG,
     PROMETHEUS_VERSION,
+    S3_TAG,
+    VERSITYGW_VERSION,
 )
 from plait._devenv.controlplane import PlaneState, _alive
 from plait._devenv.dev import DevEnvironment
@@ -87,6 +89,8 @@ def test_python_and_build_script_agree_on_versions() -> None:
     assert versions["PLAIT_BINARIES_TAG"] == BINARIES_TAG
     assert versions["PROMETHEUS_VERSION"] == PROMETHEUS_VERSION
     assert versions["PLAIT_PROMETHEUS_TAG"] == PROMETHEUS_TAG
+    assert versions["VERSITYGW_VERSION"] == VERSITYGW_VERSION and versions["PLAIT_S3_TAG"] == S3_TAG
+    assert f"versity/versitygw {VERSITYGW_VERSION}" in (REPO / "hack" / "s3" / "go.mod").read_text()
     assert f"k8s.io/kubernetes {KUBERNETES_VERSION}" in (REPO / "hack" / "kube" / "go.mod").read_text()
     assert f"helm.sh/helm/v3 {HELM_VERSION}" in (REPO / "hack" / "helm" / "go.mod").read_text()
     assert f"prometheus/prometheus {PROMETHEUS_VERSION}" in (REPO / "hack" / "prometheus" / "go.mod").read_text()

@@ -20,7 +20,7 @@ EXPORTED = [
     # application code and the cluster
     "AsyncWorkflowClient", "KubernetesBackend", "Worker", "WorkerHandle", "WorkflowClient",
     # errors
-    "BackendError", "DefinitionError", "InstanceAlreadyExistsError", "PayloadTooLarge", "PlaitError", "TaskError",
+    "BackendError", "DefinitionError", "InstanceAlreadyExistsError", "PayloadError", "PayloadTooLarge", "PlaitError", "TaskError",
     "WorkflowError",
 ]  # fmt: skip
 

@@ -241,6 +241,31 @@ def test_watched_namespaces_turn_the_cluster_role_into_roles(tmp_path: Path) -> 
     assert args[:3] == ["operator", "--namespace=team-a", "--namespace=team-b"]
 
 
+def test_a_payload_store_reaches_the_operator_and_every_pool_with_its_credentials(tmp_path: Path) -> None:
+    payloads = {"store": "s3://acme-plait/prod", "endpoint": "https://s3.example.test", "inlineBytes": 32768,
+                "orphanGraceSeconds": 600, "credentials": {"secretName": "plait-s3"}}  # fmt: skip
+    manifests = render(tmp_path, {"payloads": payloads, "workers": TWO_POOLS["workers"]})
+    expected_env = {
+        "PLAIT_PAYLOAD_STORE": "s3://acme-plait/prod",
+        "PLAIT_INLINE_PAYLOAD_BYTES": "32768",
+        "PLAIT_PAYLOAD_STORE_ENDPOINT": "https://s3.example.test",
+    }
+    deployments = [m for m in manifests if m["kind"] == "Deployment"]
+    assert len(deployments) == 3
+    for deployment in deployments:
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {k: env.get(k) for k in expected_env} == expected_env
+        assert {"secretRef": {"name": "plait-s3"}} in container["envFrom"]
+        assert not any("SECRET" in e["name"] for e in container["env"])  # only by reference
+    operator = find(manifests, "Deployment", "plait-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert "--payload-orphan-grace=600" in operator["args"]
+    fast = find(manifests, "Deployment", "plait-worker-fast")["spec"]["template"]["spec"]["containers"][0]
+    assert {"secretRef": {"name": "fast-secrets", "optional": True}} in fast["envFrom"]  # the pool's own stay
+    bare = find(render(tmp_path, {}), "Deployment", "plait-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert "envFrom" not in bare and not any(e["name"].startswith("PLAIT_PAYLOAD") for e in bare["env"])
+
+
 def test_monitoring_objects_select_this_release(tmp_path: Path) -> None:
     manifests = render(tmp_path, TWO_POOLS, namespace="observed")
     monitor = find(manifests, "ServiceMonitor")
@@ -271,6 +296,8 @@ def test_monitoring_objects_select_this_release(tmp_path: Path) -> None:
         ({"operator": {"replicas": 2}}, "replicas"),  # not a value of this chart: one operator
         ({"operator": {"defaultTTLSeconds": "1h"}}, "defaultTTLSeconds"),
         ({"metrics": {"serviceMonitor": {"enabled": "yes"}}}, "enabled"),
+        ({"payloads": {"store": "my-bucket/prefix"}}, "store"),  # a URL: s3://my-bucket/prefix
+        ({"payloads": {"credentials": {"accessKey": "AKIA..."}}}, "accessKey"),  # by Secret only
     ],
 )
 def test_wrong_values_are_rejected_by_the_schema(tmp_path: Path, values: dict[str, Any], message: str) -> None:

@@ -8,6 +8,7 @@
     │   └── InstanceAlreadyExistsError    the instance id is taken (conflict policy ``fail``)
     ├── DefinitionError                   a flow or definition is malformed or does not match
     ├── PayloadTooLarge                   a serialized input, output or signal is over the limit
+    ├── PayloadError                      the payload store could not keep or give back a value
     └── ClusterError                      the Kubernetes API refused or failed a request
         ├── NotFound                      404
         ├── Conflict                      409: resourceVersion precondition or name taken
@@ -51,6 +52,20 @@ class DefinitionError(PlaitError):
 
 class PayloadTooLarge(PlaitError):
     """A serialized payload is larger than the configured inline limit."""
+
+
+class PayloadError(PlaitError):
+    """The payload store could not keep or give back a value. ``reason`` says why:
+    ``PayloadCorrupted`` (the object is not what its reference's SHA-256 says), ``PayloadMissing``
+    (no such object), ``PayloadStoreUnavailable`` (the store did not answer in time),
+    ``PayloadStoreRefused`` (it said no: credentials, permissions, a bad bucket),
+    ``PayloadStoreNotConfigured`` (a reference, and no ``--payload-store`` to read it from) or
+    ``PayloadRefForbidden`` (a reference outside this namespace's part of the store)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
 
 
 class ClusterError(PlaitError):

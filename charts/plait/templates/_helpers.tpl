@@ -134,3 +134,29 @@ The Prometheus label matcher that picks this release's series in alert and autos
 {{- define "plait.metricsSelector" -}}
 {{- tpl .Values.metrics.selector . }}
 {{- end }}
+
+{{/*
+The payload store's environment (plait reads PLAIT_PAYLOAD_STORE and friends; boto3 the AWS_*
+variables of the credentials Secret), for the operator and every worker container.
+*/}}
+{{- define "plait.payloadEnv" -}}
+{{- with .Values.payloads }}
+{{- if .store }}
+- name: PLAIT_PAYLOAD_STORE
+  value: {{ .store | quote }}
+- name: PLAIT_INLINE_PAYLOAD_BYTES
+  value: {{ int64 .inlineBytes | quote }}
+{{- with .endpoint }}
+- name: PLAIT_PAYLOAD_STORE_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "plait.payloadEnvFrom" -}}
+{{- if and .Values.payloads.store .Values.payloads.credentials.secretName }}
+- secretRef:
+    name: {{ .Values.payloads.credentials.secretName | quote }}
+{{- end }}
+{{- end }}

@@ -254,13 +254,20 @@ class ForkBuilder:
         if not self._branches:
             raise ValueError("Fork must have at least one branch")
         builder = self._flow._builder
-        fork_id = builder.unique("||".join(chain[0].task for chain in self._branches))
+        firsts = [chain[0].task for chain in self._branches]
+        # sayiir's id joins every branch name; a wide fork's would be repeated in each of its edges
+        # (500 branches made a 1.5 MB definition), so past a few branches it names the ends only
+        joined = "||".join(firsts) if len(firsts) <= _FORK_ID_BRANCHES else f"{firsts[0]}||{len(firsts)}||{firsts[-1]}"
+        fork_id = builder.unique(joined)
         branches = tuple(Branch(chain[0].task, chain) for chain in self._branches)
         names = [b.name for b in branches]
         if len(set(names)) != len(names):
             raise ValueError(f"fork branches need distinct first tasks (got {names}); use branch(..., name=...)")
         self._flow._steps.append(ForkNode(fork_id, branches, builder.task_node(task_func, name)))
         return self._flow
+
+
+_FORK_ID_BRANCHES = 16  # forks with more branches get a short id
 
 
 class BranchBuilder:

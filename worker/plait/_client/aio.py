@@ -13,6 +13,11 @@ existing instance, waits until the operator has cancelled it, deletes it, create
 and sends it again every signal the old one had not consumed (its checkpoint's buffer, then the
 signals it had not taken yet, in order).
 
+With a payload store on the backend (``KubernetesBackend(payload_store=...)``), an input or a
+signal payload over its inline limit is written there first and the object holds a reference;
+outputs read back (``status``, ``wait``, ``list``, ``get_task_result``) are the values, their
+hashes checked.
+
 Given a local backend (``InMemoryBackend``, ``SqliteBackend``) the same methods run the local
 client's in a thread.
 """
@@ -54,6 +59,7 @@ from plait._kube.models import (
 from plait._lifecycle import check_pause, check_unpause, missing, should_cancel, should_signal
 from plait._local.api import WorkflowClient, check_policy, check_workflow
 from plait._local.status import WorkflowStatus
+from plait._payloads import resolve
 from plait.errors import BackendError, ClusterError, Conflict, InstanceAlreadyExistsError, NotFound
 
 REPLACED_BY = "plait.dev/client"  # who cancels an instance that terminate_existing replaces
@@ -114,11 +120,14 @@ class AsyncWorkflowClient:
             )
             first = idempotency.first_with_key(listed.get("items") or [], idempotency_key, time.time())
             if first is not None:
-                return status_of(first)
-        body = instance_body(workflow.workflow_id, instance_id, to_json(input), idempotency_key)
+                return await self._status(first)
+        value = to_json(input)
+        body = instance_body(
+            workflow.workflow_id, instance_id, await self._offload(value, instance_name(instance_id)), idempotency_key
+        )
         for _ in range(3):  # a name freed or taken between two requests: look again
             try:
-                return status_of(await self._kube.create(INSTANCES, body, self.namespace))
+                return await self._status(await self._kube.create(INSTANCES, body, self.namespace))
             except Conflict:
                 existing = await self._find(instance_id, strict=False)
             if existing is None:
@@ -131,12 +140,12 @@ class AsyncWorkflowClient:
             if self.conflict_policy == "fail":
                 raise InstanceAlreadyExistsError(f"Workflow instance already exists: {instance_id}")
             if self.conflict_policy == "use_existing":
-                return status_of(existing)
-            return status_of(await self._replace(existing, body))
+                return await self._status(existing)
+            return await self._status(await self._replace(existing, body, value))
         raise BackendError(f"could not create instance {instance_id!r}: its name kept changing hands")
 
     async def status(self, instance_id: str) -> WorkflowStatus:
-        return status_of(await self._require(instance_id))
+        return await self._status(await self._require(instance_id))
 
     async def cancel(self, instance_id: str, *, reason: str | None = None, cancelled_by: str | None = None) -> None:
         """Cancel: no new step starts, running tasks are asked to stop. Returns once the operator did it
@@ -175,7 +184,8 @@ class AsyncWorkflowClient:
         if body is not None and not should_signal(status_of(body).status):
             return
         name = body["metadata"]["name"] if body is not None else instance_name(instance_id)
-        await self._kube.create(SIGNALS, signal_body(name, signal_name, to_json(payload)), self.namespace)
+        value = await self._offload(to_json(payload), name)
+        await self._kube.create(SIGNALS, signal_body(name, signal_name, value), self.namespace)
 
     async def get_task_result(self, instance_id: str, task_id: str) -> Any | None:
         """The output of the latest successful run of ``task_id``, or ``None`` if it never ran."""
@@ -189,9 +199,8 @@ class AsyncWorkflowClient:
         ]
         if not done:
             return None
-        return max(done, key=lambda t: (t["status"].get("finishedAt") or "", t["spec"]["attempt"]))["status"].get(
-            "output"
-        )
+        latest = max(done, key=lambda t: (t["status"].get("finishedAt") or "", t["spec"]["attempt"]))
+        return await resolve(self.backend.payloads, latest["status"].get("output"), self.namespace)
 
     # -- plait's additions ---------------------------------------------------------------------------
 
@@ -203,14 +212,14 @@ class AsyncWorkflowClient:
             raise missing(instance_id)
         if not reached:
             raise TimeoutError(f"instance {instance_id!r} did not finish within {timeout}s: {status_of(last)!r}")
-        return status_of(last)
+        return await self._status(last)
 
     async def list(self, workflow: str | None = None, phase: str | None = None) -> list[WorkflowStatus]:
         """Instances in the namespace, oldest first; ``phase`` is a status string or a Kubernetes phase."""
         wanted = PHASE_STATUSES.get(phase or "", phase)
         items = (await self._kube.list(INSTANCES, self.namespace)).get("items") or []
         items.sort(key=lambda b: (b["metadata"].get("creationTimestamp", ""), b["metadata"]["name"]))
-        statuses = [status_of(body) for body in items]
+        statuses = [await self._status(body) for body in items]
         return [
             s
             for s in statuses
@@ -218,6 +227,19 @@ class AsyncWorkflowClient:
         ]
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    async def _status(self, body: JSON) -> WorkflowStatus:
+        """:func:`status_of`, with the output read from the payload store if it was offloaded."""
+        status = status_of(body)
+        if status.output is not None:
+            status.output = await resolve(self.backend.payloads, status.output, self.namespace)
+        return status
+
+    async def _offload(self, value: Any, instance: str, *, again: bool = False) -> Any:
+        """``value`` as the object holds it: its large parts in the payload store, if there is one
+        (``again``: written even if this process wrote the same object before)."""
+        payloads = self.backend.payloads
+        return value if payloads is None else await payloads.offload(value, self.namespace, instance, again=again)
 
     async def _find(self, instance_id: str, *, strict: bool = True) -> JSON | None:
         """The instance object of ``instance_id`` (``strict=False``: whatever holds its name)."""
@@ -279,9 +301,13 @@ class AsyncWorkflowClient:
                 if error.status != 410:  # an expired resourceVersion: read it again
                     raise
 
-    async def _replace(self, existing: JSON, body: JSON) -> JSON:
-        """``terminate_existing``: cancel and delete ``existing``, create ``body``, and move the signals
-        the old instance had not consumed over to the new one."""
+    async def _replace(self, existing: JSON, body: JSON, value: Any) -> JSON:
+        """``terminate_existing``: cancel and delete ``existing``, create ``body`` (of input ``value``),
+        and move the signals the old instance had not consumed over to the new one.
+
+        Payloads: the old instance's objects go with it, and the new one has the same name, so the
+        carried signals are read before and everything is written again after the deletion (what
+        the operator deletes is only what was written before)."""
         name = existing["metadata"]["name"]
         settle = 4 * self.ack_timeout
         if not is_finished(existing):
@@ -298,14 +324,18 @@ class AsyncWorkflowClient:
             key=lambda s: (s["metadata"].get("creationTimestamp", ""), int(s["metadata"]["resourceVersion"])),
         )
         carried += [(s["spec"]["name"], s["spec"].get("payload")) for s in waiting]
+        payloads = self.backend.payloads
+        carried = [(signal_name, await resolve(payloads, payload, self.namespace)) for signal_name, payload in carried]
         with contextlib.suppress(NotFound):
             await self._kube.delete(INSTANCES, name, self.namespace, propagation="Background")
         gone, _ = await self._until(name, lambda b: b is None, settle)
         if not gone:
             raise BackendError(f"instance {instance_id_of(existing)!r} was not deleted within {settle:g}s")
+        body["spec"]["input"] = await self._offload(value, name, again=True)
         created = await self._kube.create(INSTANCES, body, self.namespace)
         for signal_name, payload in carried:
-            await self._kube.create(SIGNALS, signal_body(name, signal_name, payload), self.namespace)
+            stored = await self._offload(payload, name, again=True)
+            await self._kube.create(SIGNALS, signal_body(name, signal_name, stored), self.namespace)
         for old in waiting:  # sent again above; the new instance must not get them twice
             with contextlib.suppress(NotFound):
                 await self._kube.delete(SIGNALS, old["metadata"]["name"], self.namespace)

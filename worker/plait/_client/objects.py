@@ -11,13 +11,12 @@ CLI's ``plait signal`` builds its signals here too.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from plait._core import snapshot as st
 from plait._core.snapshot import Snapshot
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_id_of, instance_name
-from plait._kube import idempotency
+from plait._kube import checkpoints, idempotency
 from plait._kube.client import JSON
 from plait._kube.models import (
     API_VERSION,
@@ -85,7 +84,7 @@ def is_finished(body: JSON | None) -> bool:
 def snapshot_of(body: JSON) -> Snapshot | None:
     """The operator's checkpoint of an instance, once it started."""
     checkpoint = (body.get("status") or {}).get("checkpoint")
-    return Snapshot.from_data(json.loads(checkpoint)) if checkpoint else None
+    return Snapshot.from_data(checkpoints.load(checkpoint)) if checkpoint else None
 
 
 def buffered_signals(body: JSON) -> list[tuple[str, Any]]:

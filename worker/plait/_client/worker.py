@@ -121,6 +121,7 @@ class Worker:
             lease_seconds=self.claim_ttl,
             drain_seconds=self.drain_seconds,
             identity=self.worker_id,
+            payloads=self.backend.payloads,
         )
         connection = self.backend.connection
 

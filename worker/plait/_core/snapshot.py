@@ -16,6 +16,7 @@ for the engine and its readers (they cost nothing at run time).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, NotRequired, TypeAlias, TypedDict
 
@@ -185,3 +186,30 @@ class Snapshot:
             failure_handler=data.get("failureHandler"),
             events=int(data.get("events") or 0),
         )
+
+
+#: The keys of a node state that hold values (everything else in a frame is the engine's own).
+_VALUE_KEYS = ("input", "value")
+
+
+def map_values(snapshot: Snapshot, fn: Callable[[Any], Any]) -> None:
+    """Replace, in place, every value ``snapshot`` holds by ``fn(value)``: the inputs of steps, fork
+    results waiting for their join, values a delay passes on, buffered signal payloads, the
+    instance's input and output. The payload store swaps large ones for references this way; the
+    engine passes a reference through like any other value."""
+    snapshot.output = fn(snapshot.output) if snapshot.output is not None else None
+    snapshot.input = fn(snapshot.input) if snapshot.input is not None else None
+    snapshot.signals = {name: [fn(payload) for payload in payloads] for name, payloads in snapshot.signals.items()}
+    stack: list[Any] = [snapshot.root, snapshot.failure_handler]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for key, member in item.items():
+                if key in _VALUE_KEYS and member is not None:
+                    item[key] = fn(member)
+                elif key == "results" and isinstance(member, dict):
+                    item[key] = {branch: fn(result) for branch, result in member.items()}
+                elif isinstance(member, dict | list):
+                    stack.append(member)

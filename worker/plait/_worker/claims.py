@@ -22,6 +22,7 @@ from plait._execution.context import TaskExecutionContext
 from plait._execution.invoke import AttemptResult
 from plait._kube.client import JSON, AsyncKube
 from plait._kube.models import TASKS, TaskStatusFields, label_value, now_rfc3339, payload_size
+from plait._payloads import NOT_CONFIGURED_HINT
 from plait.errors import ClusterError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ def result_status(result: AttemptResult, max_payload_bytes: int) -> TaskStatusFi
             return {"phase": "Succeeded", "output": result.output, "finishedAt": finished}
         error = (
             f"PayloadTooLarge: the output is {size} bytes, over the inline limit of {max_payload_bytes}; "
-            "return a reference to the data instead"
+            f"{NOT_CONFIGURED_HINT}"
         )
         return {"phase": "Failed", "error": error, "finishedAt": finished}
     if result.timed_out:

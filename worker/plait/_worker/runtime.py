@@ -18,6 +18,7 @@ Most steps cost one task write instead of two.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -48,10 +49,11 @@ from plait._kube.models import (
     object_name,
     rfc3339,
 )
+from plait._payloads import PayloadStore, resolve
 from plait._worker.backlog import RUN_BEFORE_CLAIM_SECONDS, Backlog, claim_delay
 from plait._worker.claims import Claims, Held, result_status
 from plait._worker.membership import Membership
-from plait.errors import ClusterError, Conflict, NotFound
+from plait.errors import ClusterError, Conflict, NotFound, PayloadError
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
@@ -74,8 +76,9 @@ class WorkerSettings:
     concurrency: int = 8
     lease_seconds: float = 15.0
     drain_seconds: float = 20.0
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # inline limit of an output, without a payload store
     identity: str = field(default_factory=default_identity)
+    payloads: PayloadStore | None = None  # where inputs are read from and outputs over its inline limit go
 
 
 class Worker:
@@ -307,13 +310,19 @@ class Worker:
         labels = (workflow.workflow_id, label_value(spec["queue"]))
         task = workflow.tasks.get(spec["task"])
         started = time.perf_counter()
+        payloads = self.settings.payloads
         if task is None:
             result = AttemptResult(ok=False, error=f"KeyError: this worker has no task {spec['task']!r}")
         else:
             try:
-                result = await run_async_task(
-                    task, spec.get("input"), held.context, spec.get("timeoutSeconds"), self._executor
-                )
+                try:
+                    value = await resolve(payloads, spec.get("input"), self.settings.namespace)
+                except PayloadError as error:
+                    result = AttemptResult(ok=False, error=f"{error} (reading the step's input)")
+                else:
+                    result = await run_async_task(task, value, held.context, spec.get("timeoutSeconds"), self._executor)
+                if result.ok and payloads is not None:
+                    result = await self._offload(payloads, result, spec)
             except asyncio.CancelledError:
                 if held.lost:
                     self.metrics.results_refused.labels(*labels).inc()
@@ -330,6 +339,15 @@ class Worker:
             outcome
         ].labels(*labels).inc()
         await self.claims.report(held, result_status(result, self.settings.max_payload_bytes), labels)
+
+    async def _offload(self, payloads: PayloadStore, result: AttemptResult, spec: JSON) -> AttemptResult:
+        """The result with its output's large parts in the payload store (retried while the store
+        does not answer; then the attempt fails, and the step retries by its policy)."""
+        try:
+            output = await payloads.offload(result.output, self.settings.namespace, spec["instance"])
+        except PayloadError as error:
+            return AttemptResult(ok=False, error=f"{error} (storing the step's output)")
+        return dataclasses.replace(result, output=output)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -14,7 +14,14 @@ from functools import partial
 from plait._client.objects import signal_body
 from plait._kube.client import JSON, Kube
 from plait._kube.models import CANCEL_ANNOTATION, FINISHED_PHASES, INSTANCES, PAUSE_ANNOTATION, SIGNALS
-from plait.cli.common import CommandError, add_cluster_options, add_instance_argument, add_output_option, session
+from plait.cli.common import (
+    CommandError,
+    add_cluster_options,
+    add_instance_argument,
+    add_output_option,
+    session,
+    write_value,
+)
 from plait.cli.follow import follow, timed_out
 from plait.cli.format import clean, document, emit
 from plait.cli.inputs import parse_json
@@ -104,7 +111,8 @@ def _signal(args: argparse.Namespace) -> int:
                 "Check the name, or send it anyway with --force"
             )
         try:
-            created = kube.create(SIGNALS, signal_body(args.instance, args.name, payload, args.signal_name), namespace)
+            stored = write_value(args, payload, namespace, args.instance)
+            created = kube.create(SIGNALS, signal_body(args.instance, args.name, stored, args.signal_name), namespace)
         except Conflict:
             raise CommandError(
                 f"a WorkflowSignal named {args.signal_name!r} already exists in {namespace!r}: it was sent before"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -20,14 +21,19 @@ from plait._kube.models import (
     INSTANCES,
     definition_hash_of,
     object_name,
+    payload_size,
 )
 from plait.cli.common import (
     CommandError,
     add_cluster_options,
     add_instance_argument,
     add_output_option,
+    payload_store,
     program,
+    read_value,
     session,
+    with_output,
+    write_value,
 )
 from plait.cli.follow import Display, Outcome, display_for, follow, timed_out, watch_instance
 from plait.cli.format import age, clean, clock, document, duration, emit, span, table, unicode_ok, use_colour
@@ -229,6 +235,8 @@ def _submit(args: argparse.Namespace) -> int:
         if key:
             listed = kube.list(INSTANCES, namespace, label_selector=idempotency.selector(key))["items"]
             first = idempotency.first_with_key(listed, key, time.time())
+        if first is None:
+            _store_input(args, body, namespace)
         try:
             created = first if first is not None else kube.create(INSTANCES, body, namespace)
         except Conflict:
@@ -254,7 +262,22 @@ def _submit(args: argparse.Namespace) -> int:
         if not args.wait:
             return 0
         outcome = follow(kube, namespace, name, _progress_display(sys.stderr), timeout=args.timeout)
-        return _print_result(outcome, name, "json" if not args.output else args.output, wanted="finished")
+        return _print_result(
+            args, namespace, outcome, name, "json" if not args.output else args.output, wanted="finished"
+        )
+
+
+def _store_input(args: argparse.Namespace, body: JSON, namespace: str) -> None:
+    """Offload the input's large parts to the payload store (if one is configured), under the
+    instance's name: a generated name is chosen here then, as the API server would."""
+    spec, metadata = body["spec"], body["metadata"]
+    store = payload_store(args)
+    if store is None or payload_size(spec.get("input")) <= store.inline_bytes:
+        return
+    if not metadata.get("name"):
+        suffix = "".join(secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+        metadata["name"] = f"{metadata.pop('generateName')}{suffix}"
+    spec["input"] = write_value(args, spec.get("input"), namespace, metadata["name"])
 
 
 # -- get -------------------------------------------------------------------------------------------
@@ -302,7 +325,7 @@ def _get(args: argparse.Namespace) -> int:
         if args.output:
             for body in watch_instance(kube, namespace, args.instance) if args.watch else [None]:
                 body = body or get_instance(kube, namespace, args.instance)
-                emit(document(clean(body), args.output))
+                emit(document(clean(with_output(args, body, namespace)), args.output))
                 if not args.watch or phase_of(body) in FINISHED_PHASES or phase_of(body) in until:
                     break
             return 0
@@ -388,7 +411,7 @@ def _status(args: argparse.Namespace) -> int:
     with session(args) as (kube, namespace):
         instance = get_instance(kube, namespace, args.instance)
     if args.output:
-        emit(document(clean(instance).get("status") or {}, args.output))
+        emit(document(clean(with_output(args, instance, namespace)).get("status") or {}, args.output))
     else:
         emit("\n".join(status_lines(instance, time.time())))
     return 0
@@ -400,15 +423,17 @@ def _result(args: argparse.Namespace) -> int:
             outcome = follow(kube, namespace, args.instance, _progress_display(sys.stderr), timeout=args.timeout)
         else:
             outcome = Outcome(get_instance(kube, namespace, args.instance), reached=True)
-    return _print_result(outcome, args.instance, args.output or "json", wanted="finished")
+        return _print_result(args, namespace, outcome, args.instance, args.output or "json", wanted="finished")
 
 
-def _print_result(outcome: Outcome, name: str, output: str, *, wanted: str) -> int:
+def _print_result(
+    args: argparse.Namespace, namespace: str, outcome: Outcome, name: str, output: str, *, wanted: str
+) -> int:
     instance = outcome.instance
     phase = phase_of(instance)
     status = instance.get("status") or {}
     if phase == "Succeeded":
-        emit(document(status.get("output"), output))
+        emit(document(read_value(args, status.get("output"), namespace), output))
         return 0
     if phase == "Failed":
         print(f"error: {name} failed: {status.get('error') or status.get('message')}", file=sys.stderr)

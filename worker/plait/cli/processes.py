@@ -10,7 +10,7 @@ from contextlib import suppress
 
 from plait._kube.idempotency import DEFAULT_WINDOW_SECONDS
 from plait._kube.models import DEFAULT_MAX_PAYLOAD_BYTES
-from plait.cli.common import add_cluster_options, connect, namespace_of
+from plait.cli.common import add_cluster_options, connect, namespace_of, payload_store
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--max-payload-bytes",
         type=int,
         default=DEFAULT_MAX_PAYLOAD_BYTES,
-        help="inline payload limit (default 256 KiB)",
+        help="inline payload limit without a payload store: a larger spec.input fails the instance with "
+        "PayloadTooLarge (default 256 KiB)",
     )
+    operator.add_argument(
+        "--payload-orphan-grace", type=float, default=3600.0, metavar="SECONDS",
+        help="with a payload store: delete objects of instances that no longer exist once this old (default 3600); "
+        "the sweep runs a quarter of it apart",
+    )  # fmt: skip
     operator.add_argument(
         "--idempotency-window", type=float, default=DEFAULT_WINDOW_SECONDS, metavar="SECONDS",
         help="an instance with the spec.idempotencyKey of one created this recently does not run: it points at "
@@ -101,7 +107,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     worker.add_argument("--no-metrics", action="store_true", help="do not serve HTTP at all")
     worker.add_argument(
-        "--max-payload-bytes", type=int, default=DEFAULT_MAX_PAYLOAD_BYTES, help="inline output limit (default 256 KiB)"
+        "--max-payload-bytes",
+        type=int,
+        default=DEFAULT_MAX_PAYLOAD_BYTES,
+        help="inline output limit without a payload store: a larger output fails the attempt with PayloadTooLarge "
+        "(default 256 KiB)",
     )
     worker.set_defaults(handler=_worker)
 
@@ -127,6 +137,8 @@ def _operator(args: argparse.Namespace) -> int:
         leader_namespace=args.leader_namespace or os.environ.get("POD_NAMESPACE") or connection.namespace,
         metrics_port=None if args.no_metrics else args.metrics_port,
         identity=identity,
+        payloads=payload_store(args),
+        payload_orphan_grace_seconds=args.payload_orphan_grace,
     )
     asyncio.run(run(settings, connection))
     return 0
@@ -148,6 +160,7 @@ def _worker(args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         drain_seconds=args.drain_seconds,
         max_payload_bytes=args.max_payload_bytes,
+        payloads=payload_store(args),
     )
 
     async def main() -> None:
