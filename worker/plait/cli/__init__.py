@@ -12,6 +12,7 @@ another code); nothing prints a traceback at a user.
     retry.py        plait retry, fork
     definitions.py  plait definitions
     schedules.py    plait schedule list|get|trigger|suspend|resume|backfill
+    ui.py           plait ui (the web UI, in plait._ui)
     steptree.py, view.py, follow.py, lookup.py, inputs.py, format.py: what those share
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from plait.cli import control, definitions, dev, instances, processes, retry, schedules
+from plait.cli import control, definitions, dev, instances, processes, retry, schedules, ui
 from plait.cli.common import CommandError, program
 from plait.errors import PlaitError
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry.register(commands)
     definitions.register(commands)
     schedules.register(commands)
+    ui.register(commands)
     dev.register(commands)
     processes.register(commands)
     return parser
