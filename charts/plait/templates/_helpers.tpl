@@ -134,3 +134,27 @@ The Prometheus label matcher that picks this release's series in alert and autos
 {{- define "plait.metricsSelector" -}}
 {{- tpl .Values.metrics.selector . }}
 {{- end }}
+
+{{/* ---- web UI ---- */}}
+
+{{- define "plait.ui.fullname" -}}
+{{- printf "%s-ui" (include "plait.fullname" .) }}
+{{- end }}
+
+{{- define "plait.ui.selectorLabels" -}}
+{{ include "plait.selectorLabels" . }}
+app.kubernetes.io/component: ui
+{{- end }}
+
+{{- define "plait.ui.labels" -}}
+{{ include "plait.labels" . }}
+app.kubernetes.io/component: ui
+{{- end }}
+
+{{- define "plait.ui.serviceAccountName" -}}
+{{- if .Values.ui.serviceAccount.create }}
+{{- default (include "plait.ui.fullname" .) .Values.ui.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.ui.serviceAccount.name }}
+{{- end }}
+{{- end }}

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from plait._core.definition import Definition
+from plait._core.definition import ChildNode, Definition, DelayNode, ForkNode, LoopNode, Node, RouteNode, SignalNode
+from plait.cli.format import compact
 
 # state -> (symbol, fill, border, line style, pen width)
 _STATE_STYLE: dict[str, tuple[str, str, str, str, float]] = {
@@ -43,6 +44,20 @@ _SHAPES = {
     "signal": "parallelogram",
     "child": "box3d",
 }
+
+
+def _label(node: Node) -> str:
+    if isinstance(node, ForkNode):
+        return f"fork ({len(node.branches)} branches)"
+    if isinstance(node, RouteNode | LoopNode):
+        return f"{node.kind} {node.id}"
+    if isinstance(node, ChildNode):
+        return f"flow {node.workflow}"
+    if isinstance(node, DelayNode):
+        return f"{node.id}\ndelay {compact(node.seconds)}"
+    if isinstance(node, SignalNode):
+        return f"{node.id}\nsignal {node.signal!r}" if node.signal != node.id else f"{node.id}\n(signal)"
+    return node.id
 
 
 def _quote(text: str) -> str:
@@ -76,7 +91,7 @@ def dot_source(
     ]
     for node_id, node in definition.nodes.items():
         info = nodes.get(node_id, NodeInfo())
-        label = node_id if node.kind == "task" else f"{node_id}\n[{node.kind}]"
+        label = _label(node)
         attributes: dict[str, str | float] = {"shape": _SHAPES.get(node.kind, "box"), "id": f"step-{node_id}"}
         style = ["filled"] + (["rounded"] if node.kind == "task" else [])
         if info.state is not None:
