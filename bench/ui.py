@@ -127,7 +127,9 @@ def run(instances: int, views: int, log: Any = print) -> dict[str, Any]:
         for index in range(100):
             seen = len(streams[0].arrivals)
             sent = time.perf_counter()
-            kube.patch(INSTANCES, f"order-{index:05d}", {"status": {"phase": "Paused"}}, namespace, subresource="status")
+            kube.patch(
+                INSTANCES, f"order-{index:05d}", {"status": {"phase": "Paused"}}, namespace, subresource="status"
+            )
             while len(streams[0].arrivals) == seen and time.perf_counter() - sent < 10:
                 time.sleep(0.005)
             if len(streams[0].arrivals) > seen:
@@ -146,7 +148,9 @@ def run(instances: int, views: int, log: Any = print) -> dict[str, Any]:
             "ui_requests_while_streaming_100_changes": {
                 k: v for k, v in sorted(during_streams.items()) if not k.startswith("PATCH")
             },
-            "lists_per_page_view": round(sum(v for k, v in during_views.items() if k.startswith("LIST")) / page_views, 3),
+            "lists_per_page_view": round(
+                sum(v for k, v in during_views.items() if k.startswith("LIST")) / page_views, 3
+            ),
             "naive_lists": page_views,
             "naive_list_bytes": page_views * list_bytes,
             "one_list_bytes": list_bytes,

@@ -107,7 +107,7 @@ def ui(start_ui: Callable[..., UIProcess], ui_ns: str, worker: PlaitProcess) -> 
     return start_ui("-n", ui_ns)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's sync API runs a loop: gone before async tests run
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM):
         pytest.fail(f"no Chromium at {CHROMIUM}: `make ui-deps` installs Debian's (or set PLAIT_CHROMIUM)")

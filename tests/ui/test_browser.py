@@ -136,10 +136,11 @@ def test_definitions_show_versions_with_instance_counts_and_a_diff(
     page: Any, ui: UIProcess, ui_ns: str, admin: Kube
 ) -> None:
     from plait import Flow
-    from tests.ui.flows import bye, hello
+    from tests.ui.flows import boom, hello
 
-    # a second version of `gate`, as a worker with newer code would publish it
-    newer = Flow("gate").then(hello).then(hello, name="hello_again").wait_for_signal("go").then(bye).build()
+    # a second version of `broken`, as a worker with newer code would publish it (no instance of
+    # `broken` starts after this: none would run, this worker does not serve that version)
+    newer = Flow("broken").then(hello).then(hello, name="hello_again").then(boom).build()
     body = {
         "apiVersion": "plait.dev/v1alpha1",
         "kind": "WorkflowDefinition",
@@ -148,10 +149,11 @@ def test_definitions_show_versions_with_instance_counts_and_a_diff(
     }
     admin.create(DEFINITIONS, body, ui_ns)
     page.goto(ui.url(f"/definitions?ns={ui_ns}"))
-    gate = page.locator("section.workflow", has=page.get_by_role("heading", name="gate", exact=True))
-    expect(gate.locator("tbody tr")).to_have_count(2)
+    broken = page.locator("section.workflow", has=page.get_by_role("heading", name="broken", exact=True))
+    expect(broken.locator("tbody tr")).to_have_count(2)
+    expect(broken.locator("tbody tr").last).to_contain_text("1")  # broken-1 runs the older version
     screenshot(page, "definitions")
-    gate.get_by_role("link", name="diff with previous").click()
+    broken.get_by_role("link", name="diff with previous").click()
     diff = page.locator(".diff")
     expect(diff).to_contain_text("Steps added")
     expect(diff).to_contain_text("+ hello_again")

@@ -113,6 +113,10 @@ class ActionError(Exception):
         self.status = status
 
 
+def _revisions(reads: Reads) -> str:
+    return ".".join(str(feed.revision) for feed in reads.feeds)
+
+
 def _scope(namespace: str) -> str | None:
     return None if namespace == ALL else namespace
 
@@ -217,7 +221,6 @@ class UI:
             "identity": self.settings.identity,
             "path": request.path,
             "query": request.query,
-            "stream_url": request.path_qs,
             "now": time.time(),
         }
 
@@ -241,6 +244,9 @@ class UI:
         context.update(await page.view(request, reads))
         context["problems"] = reads.problems() + context.get("problems", [])
         context["live_template"] = page.fragments[-1][1]
+        # the stream of this page starts from what it shows: it sends nothing until a feed moves on
+        separator = "&" if request.query_string else "?"
+        context["stream_url"] = f"{request.path_qs}{separator}{urlencode({'rev': _revisions(reads)})}"
         return context
 
     async def _stream(self, request: web.Request, page: Page) -> web.StreamResponse:
@@ -250,9 +256,13 @@ class UI:
 
             async def push() -> None:
                 sent: dict[str, str] = {}
+                first = True
                 while True:
                     reads = Reads(self.hub)
                     context = await self._context(request, page, reads)
+                    if first and request.query.get("rev") == _revisions(reads):  # the page is current
+                        sent = {event: self._render(template, context) for event, template in page.fragments}
+                    first = False
                     feeds = set(reads.feeds)
                     self.hub.subscribe(feeds - subscribed, wake)
                     self.hub.unsubscribe(subscribed - feeds, wake)
