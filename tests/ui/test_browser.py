@@ -64,6 +64,7 @@ def test_an_instance_shows_its_graph_steps_attempts_and_events_and_takes_a_signa
     # each step's state is written in the graph, not only coloured
     expect(graph.locator('g[id="step-validate"]')).to_contain_text("succeeded")
     expect(graph.locator('g[id="step-approval"]')).to_contain_text("waiting")
+    screenshot(page, "instance")
     expect(page.get_by_role("heading", name="Events")).to_be_visible()
     # a step with a retry: click it in the graph, its attempts show
     graph.locator('g[id="step-reserve_stock"] a').click()
@@ -72,7 +73,7 @@ def test_an_instance_shows_its_graph_steps_attempts_and_events_and_takes_a_signa
     expect(detail).to_contain_text("warehouse API timed out")
     expect(detail).to_contain_text("Attempt 2")
     expect(detail.locator("details", has_text="Output")).to_contain_text("BOOK-7x2")
-    screenshot(page, "instance")
+    screenshot(page, "instance-step")
     # the signal form: a JSON payload
     form = page.get_by_role("form", name="Send signal approval")
     form.locator("textarea").fill('{"approved": true, "by": "alice"}')
