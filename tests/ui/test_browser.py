@@ -233,10 +233,9 @@ def test_an_action_rbac_forbids_is_refused_and_shown(
     form.get_by_role("button").click()
     expect(flash).to_contain_text("RBAC")
     assert not [s for s in admin.list(SIGNALS, ui_ns)["items"] if s["spec"]["instance"] == "rbac-1"]
-    with pytest.raises(Forbidden):  # the same refusal the API server gives the user directly
-        Kube(admin.connection.as_user("vera")).patch(
-            INSTANCES, "rbac-1", {"metadata": {"annotations": {"x": "y"}}}, ui_ns
-        )
+    with Kube(admin.connection.as_user("vera")) as vera, pytest.raises(Forbidden):
+        # the same refusal the API server gives the user directly
+        vera.patch(INSTANCES, "rbac-1", {"metadata": {"annotations": {"x": "y"}}}, ui_ns)
 
 
 def test_read_only_hides_actions_and_refuses_posts_and_posts_need_the_csrf_token(
