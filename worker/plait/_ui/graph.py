@@ -1,10 +1,12 @@
-"""A workflow definition drawn as a graph: Graphviz ``dot`` source, rendered to SVG server-side.
+"""A workflow definition drawn as a graph: Graphviz ``dot`` source, rendered to SVG.
 
 :func:`dot_source` is pure: every node of a ``WorkflowDefinition`` spec with the derived edges
 (:meth:`Definition.edges`), each node styled by its state (fill, border and line style differ per
 state, and the state is also written in the node as a symbol and a word, so colour is never the
 only cue) and linked to its step's details. :func:`render_svg` runs ``dot -Tsvg`` (Debian's
 ``graphviz``, see hack/install-ui-deps.sh) without blocking the event loop, and caches by source.
+Where ``dot`` is missing (the operator image the chart's UI runs has none), the browser draws the
+same source with Graphviz compiled to WebAssembly (static/graph.js): :func:`where_to_draw`.
 """
 
 from __future__ import annotations
@@ -117,6 +119,13 @@ def dot_source(
         lines.append(f"  {_quote(edge['from'])} -> {_quote(edge['to'])}{suffix};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def where_to_draw(choice: str = "auto") -> str:
+    """``server`` (``dot`` here) or ``browser``; ``auto`` picks the server when ``dot`` is installed."""
+    if choice == "auto":
+        return "server" if shutil.which("dot") else "browser"
+    return choice
 
 
 class GraphError(Exception):

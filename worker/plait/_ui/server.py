@@ -71,6 +71,7 @@ class Settings:
     trace_url: str | None = None
     loopback: bool = True  # bound to a loopback address: requests must name a loopback Host
     identity: str = ""  # who the UI acts as, for the header
+    graphs: str = "server"  # where graphs are drawn: "server" (dot) or "browser" (static/graph.js)
 
 
 @dataclass
@@ -129,6 +130,12 @@ class UI:
         self.settings = settings
         self.hub = hub or Hub(kube)
         self.csrf = secrets.token_urlsafe(32)
+        # Graphviz in the browser is WebAssembly: compiling it is allowed, nothing else is
+        scripts = "script-src 'self' 'wasm-unsafe-eval'; " if settings.graphs == "browser" else ""
+        self._csp = (
+            f"default-src 'self'; {scripts}img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "frame-ancestors 'none'"
+        )
         self.templates = Environment(
             loader=PackageLoader("plait._ui", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -188,10 +195,7 @@ class UI:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-        )
+        response.headers.setdefault("Content-Security-Policy", self._csp)
         return response
 
     async def _static(self, request: web.Request) -> web.Response:
@@ -201,9 +205,11 @@ class UI:
         asset = resources.files("plait._ui").joinpath("static", name)
         if kind is None or "/" in name or not asset.is_file():
             raise web.HTTPNotFound()
-        return web.Response(
+        response = web.Response(
             body=asset.read_bytes(), content_type=kind, headers={"Cache-Control": "public, max-age=3600"}
         )
+        response.enable_compression()  # viz-global.js: 1.3 MB, 0.5 MB gzipped
+        return response
 
     def _namespace(self, request: web.Request) -> str:
         return request.match_info.get("namespace") or request.query.get("ns") or self.settings.namespace
@@ -219,6 +225,7 @@ class UI:
             "csrf": self.csrf,
             "read_only": self.settings.read_only,
             "identity": self.settings.identity,
+            "browser_graphs": self.settings.graphs == "browser",
             "path": request.path,
             "query": request.query,
             "now": time.time(),
@@ -332,7 +339,10 @@ class UI:
         self, spec: dict[str, Any], nodes: dict[str, NodeInfo], link: Callable[[str], str] | None
     ) -> dict[str, Any]:
         try:
-            return {"svg": Markup(await render_svg(dot_source(spec, nodes, link)))}
+            source = dot_source(spec, nodes, link)
+            if self.settings.graphs == "browser":
+                return {"dot": source}  # static/graph.js draws it
+            return {"svg": Markup(await render_svg(source))}
         except GraphError as error:
             return {"graph_error": str(error)}
         except Exception as error:  # a definition this version cannot read: show the table alone

@@ -44,6 +44,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(and {traceparent}) are filled in, e.g. http://localhost:16686/trace/{trace_id}",
     )
     parser.add_argument(
+        "--graphs",
+        choices=("auto", "server", "browser"),
+        default="auto",
+        help="where graphs are drawn: server (Graphviz's dot on this machine), browser (Graphviz compiled "
+        "to WebAssembly, served by plait), auto (default: server when dot is installed)",
+    )
+    parser.add_argument(
         "--as", dest="as_user", metavar="USER", help="act as USER (Kubernetes impersonation, like kubectl --as)"
     )
     parser.add_argument(
@@ -75,6 +82,7 @@ def _loopback(address: str) -> bool:
 def _ui(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from plait._ui.graph import where_to_draw
     from plait._ui.server import UI, Settings
 
     connection = impersonating(connect(args), args.as_user, args.as_group)
@@ -84,6 +92,7 @@ def _ui(args: argparse.Namespace) -> int:
         trace_url=args.trace_url,
         loopback=_loopback(args.address),
         identity=args.as_user or "",
+        graphs=where_to_draw(args.graphs),
     )
 
     async def serve() -> None:
