@@ -39,6 +39,7 @@ from tests.ops.support import (
     token_kubeconfig,
     with_option,
 )
+from tests.ui.support import answering
 
 pytestmark = pytest.mark.cluster
 
@@ -305,16 +306,7 @@ def test_the_ui_reads_every_page_with_its_chart_identity_and_writes_only_when_al
         args = [a for a in args if a != "--read-only"]
         process = PlaitProcess(args, tmp_path / "ui.log", env={"KUBECONFIG": str(config)}).start()
         try:
-            base = f"http://127.0.0.1:{port}"
-
-            def answers() -> bool:
-                assert process.alive(), process.output()[-3000:]
-                try:
-                    return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_for(answers, timeout=30, interval=0.2, what="plait ui to answer")
+            base = answering(process, port).url("")
             for path in UI_PAGES:
                 page = httpx.get(f"{base}{path.format(ns=namespace)}?ns={namespace}", timeout=10)
                 assert page.status_code == 200, page.text

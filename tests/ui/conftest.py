@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from plait._devenv.controlplane import free_port
@@ -23,6 +22,7 @@ from plait._kube.client import NAMESPACES, Kube
 from plait._kube.connection import Connection
 from plait._kube.models import DEFINITIONS
 from tests.k8s.support import PlaitProcess, wait_for, worker_args
+from tests.ui.support import UIProcess, answering
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "images"
@@ -49,7 +49,7 @@ def admin(connection: Connection) -> Iterator[Kube]:
 def worker(ui_ns: str, admin: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlaitProcess]:
     log = tmp_path_factory.mktemp("ui-worker") / "worker.log"
     process = PlaitProcess(worker_args(ui_ns, "tests.ui.flows"), log).start()
-    wanted = {"gate", "broken", "one-at-a-time", "order-processing"}
+    wanted = {"gate", "broken", "one-at-a-time", "order-processing", "approval"}
     wait_for(
         lambda: (
             wanted <= {d["spec"]["workflow"] for d in admin.list(DEFINITIONS, ui_ns)["items"]} or not process.alive()
@@ -63,17 +63,6 @@ def worker(ui_ns: str, admin: Kube, tmp_path_factory: pytest.TempPathFactory) ->
     print(f"--- worker log tail ---\n{process.output()[-3000:]}")
 
 
-class UIProcess:
-    """``plait ui`` running as a child process; ``url(path)`` is where its pages are."""
-
-    def __init__(self, process: PlaitProcess, port: int) -> None:
-        self.process = process
-        self.port = port
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
 @pytest.fixture(scope="module")
 def start_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., UIProcess]]:
     """``start_ui(*args)``: a ``plait ui`` process (stopped after the module), once it answers."""
@@ -84,16 +73,7 @@ def start_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...,
         log = tmp_path_factory.mktemp("ui") / "ui.log"
         process = PlaitProcess(["ui", "--port", str(port), *args], log).start()
         started.append(process)
-
-        def answers() -> bool:
-            assert process.alive(), process.output()[-3000:]
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(answers, timeout=30, interval=0.2, what="plait ui to answer")
-        return UIProcess(process, port)
+        return answering(process, port)
 
     yield start
     for process in started:

@@ -24,6 +24,18 @@ def boom(text: str) -> str:
 
 gate = Flow("gate").then(hello).wait_for_signal("go").then(bye).build()
 broken = Flow("broken").then(hello).then(boom).build()
+# a signal with a JSON Schema: the UI offers a form for its payload
+APPROVAL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "by": {"type": "string", "title": "Approved by"},
+        "amount": {"type": "integer", "title": "Amount", "minimum": 1, "description": "in euros"},
+        "level": {"type": "string", "enum": ["low", "high"], "default": "low"},
+        "approved": {"type": "boolean", "title": "Approved"},
+    },
+    "required": ["by", "amount"],
+}
+approval = Flow("approval").then(hello).wait_for_signal("approve", schema=APPROVAL_SCHEMA).then(bye).build()
 one_at_a_time = Flow("one-at-a-time", concurrency=Concurrency(1)).then(hello).wait_for_signal("go").then(bye).build()
 
-__all__ = ["broken", "gate", "one_at_a_time", "orders"]
+__all__ = ["approval", "broken", "gate", "one_at_a_time", "orders"]

@@ -21,7 +21,8 @@ from plait._worker.runtime import definition_object_name
 from plait.errors import Forbidden
 from tests.conftest import ROLEBINDINGS, ROLES
 from tests.k8s.support import send_signal, submit, wait_for, wait_phase
-from tests.ui.conftest import UIProcess, screenshot
+from tests.ui.conftest import screenshot
+from tests.ui.support import UIProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -199,6 +200,48 @@ def test_signals_schedules_and_queues_pages(page: Any, ui: UIProcess, ui_ns: str
     page.goto(ui.url(f"/instances?ns={ui_ns}"))
     expect(page.locator('tr[data-instance="q-1"]')).to_contain_text("Succeeded")
     screenshot(page, "instances")
+
+
+def test_without_dot_the_browser_draws_the_graph_and_a_signal_schema_makes_a_form(
+    page: Any, start_ui: Callable[..., UIProcess], ui_ns: str, admin: Kube, worker: Any
+) -> None:
+    """`--graphs browser`, as in the chart's pod (no Graphviz in the operator image): the browser
+    draws the graph (Graphviz compiled to WebAssembly, served by the UI), live updates included;
+    the signal declared with a schema gets a form, and the server checks the payload against it."""
+    submit(admin, ui_ns, "form-1", "approval", "fay")
+    wait_phase(admin, ui_ns, "form-1", "AwaitingSignal")
+    browser_ui = start_ui("-n", ui_ns, "--graphs", "browser")
+    errors: list[str] = []  # a CSP refusal or a WebAssembly failure shows here (a refused POST's 400 does not count)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda m: errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None,
+    )
+    page.goto(browser_ui.url(f"/instances/{ui_ns}/form-1"))
+    graph = page.locator(".graph figure svg")
+    expect(graph.locator('g[id="step-hello"]')).to_contain_text("succeeded")
+    expect(graph.locator('g[id="step-approve"]')).to_contain_text("waiting")
+    form = page.get_by_role("form", name="Send signal approve")
+    expect(form.locator("textarea")).to_have_count(0)  # fields, not the JSON text area
+    expect(form.get_by_label("Amount")).to_be_visible()
+    expect(form.locator('select[name="field.level"]')).to_have_value("low")
+    form.get_by_label("Approved by").fill("gus")
+    form.get_by_label("Amount").fill("0")
+    form.get_by_role("checkbox").check()
+    screenshot(page, "signal-form")
+    form.get_by_role("button").click()
+    flash = page.locator("#flash")
+    expect(flash).to_contain_text("does not match its schema")  # minimum 1: nothing is sent
+    assert not [s for s in admin.list(SIGNALS, ui_ns)["items"] if s["spec"]["instance"] == "form-1"]
+    form.get_by_label("Amount").fill("250")
+    form.get_by_role("button").click()
+    expect(flash).to_contain_text("workflowsignal")
+    (sent,) = [s for s in admin.list(SIGNALS, ui_ns)["items"] if s["spec"]["instance"] == "form-1"]
+    assert sent["spec"]["payload"] == {"by": "gus", "amount": 250, "level": "low", "approved": True}
+    # the graph is drawn again in the browser as the live fragment comes in
+    expect(graph.locator('g[id="step-bye"]')).to_contain_text("succeeded")
+    expect(page.locator("#head")).to_contain_text("Succeeded")
+    assert not errors, errors
 
 
 def test_an_action_rbac_forbids_is_refused_and_shown(

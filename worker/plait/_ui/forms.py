@@ -42,9 +42,14 @@ def form_fields(schema: Mapping[str, Any] | None) -> list[FormField] | None:
     """The fields of a form for ``schema``; ``None`` when it needs the JSON text area."""
     if not schema or schema.get("type") != "object" or not isinstance(schema.get("properties"), Mapping):
         return None
-    required = set(schema.get("required") or [])
+    required = list(schema.get("required") or [])
+    # the API server keeps an object's keys sorted, not in the author's order; `required` is a list
+    # and keeps its order, so required fields come first, in that order
+    ordered = sorted(
+        schema["properties"].items(), key=lambda item: required.index(item[0]) if item[0] in required else len(required)
+    )
     fields = []
-    for name, raw in schema["properties"].items():
+    for name, raw in ordered:
         prop = _resolve(raw, schema)
         kind = prop.get("type")
         choices = tuple(str(c) for c in prop.get("enum") or ())
