@@ -36,12 +36,14 @@ ui-deps:  ## install Graphviz (the UI's graphs) and Chromium (its browser tests)
 # The UI's front-end libraries are committed under worker/plait/_ui/static (so that installing plait
 # and running CI need no npm); this refreshes them from npm at the versions hack/ui-assets pins.
 UI_STATIC := worker/plait/_ui/static
-ui-assets:  ## refresh the UI's vendored htmx and htmx-ext-sse from npm (versions pinned in hack/ui-assets)
+ui-assets:  ## refresh the UI's vendored htmx, htmx-ext-sse and viz.js from npm (versions pinned in hack/ui-assets)
 	cd hack/ui-assets && npm ci --ignore-scripts --no-audit --no-fund
 	cp hack/ui-assets/node_modules/htmx.org/dist/htmx.min.js $(UI_STATIC)/htmx.min.js
 	cp hack/ui-assets/node_modules/htmx.org/LICENSE $(UI_STATIC)/htmx.LICENSE.txt
 	cp hack/ui-assets/node_modules/htmx-ext-sse/dist/sse.min.js $(UI_STATIC)/htmx-ext-sse.min.js
 	cp hack/ui-assets/node_modules/htmx-ext-sse/LICENSE $(UI_STATIC)/htmx-ext-sse.LICENSE.txt
+	# viz.js ships no LICENSE file: viz.LICENSE.txt is kept by hand (update its versions with the pin)
+	cp hack/ui-assets/node_modules/@viz-js/viz/dist/viz-global.js $(UI_STATIC)/viz-global.js
 
 images: node-deps binaries  ## build the operator, worker and example images with buildah (cached), as the chart names them
 	hack/build-images.sh
