@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install binaries node-deps images test lint unit demo demo-down bench crds clean
+.PHONY: help install binaries node-deps ui-deps ui-assets images test lint unit demo demo-down bench crds clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -30,6 +30,21 @@ binaries:  ## build the control plane, the node's binaries, helm and Prometheus 
 node-deps:  ## install containerd, runc, the CNI plugins, iptables, buildah and mmdebstrap (Debian packages, root)
 	hack/install-node-deps.sh
 
+ui-deps:  ## install Graphviz (the UI's graphs) and Chromium (its browser tests) from Debian's packages (root)
+	hack/install-ui-deps.sh
+
+# The UI's front-end libraries are committed under worker/plait/_ui/static (so that installing plait
+# and running CI need no npm); this refreshes them from npm at the versions hack/ui-assets pins.
+UI_STATIC := worker/plait/_ui/static
+ui-assets:  ## refresh the UI's vendored htmx, htmx-ext-sse and viz.js from npm (versions pinned in hack/ui-assets)
+	cd hack/ui-assets && npm ci --ignore-scripts --no-audit --no-fund
+	cp hack/ui-assets/node_modules/htmx.org/dist/htmx.min.js $(UI_STATIC)/htmx.min.js
+	cp hack/ui-assets/node_modules/htmx.org/LICENSE $(UI_STATIC)/htmx.LICENSE.txt
+	cp hack/ui-assets/node_modules/htmx-ext-sse/dist/sse.min.js $(UI_STATIC)/htmx-ext-sse.min.js
+	cp hack/ui-assets/node_modules/htmx-ext-sse/LICENSE $(UI_STATIC)/htmx-ext-sse.LICENSE.txt
+	# viz.js ships no LICENSE file: viz.LICENSE.txt is kept by hand (update its versions with the pin)
+	cp hack/ui-assets/node_modules/@viz-js/viz/dist/viz-global.js $(UI_STATIC)/viz-global.js
+
 images: node-deps binaries  ## build the operator, worker and example images with buildah (cached), as the chart names them
 	hack/build-images.sh
 
@@ -39,7 +54,7 @@ lint: install  ## ruff, mypy and the layer contracts (import-linter)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install binaries images lint  ## the whole suite: a real control plane, a real node, the chart's pods
+test: install binaries images ui-deps lint  ## the whole suite: a real control plane, a real node, the chart's pods
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install  ## only the tests that need no cluster

@@ -6,17 +6,4 @@
 # containerd itself, with its state under the node's directory.
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins iptables iproute2 buildah mmdebstrap)
-missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if ((${#missing[@]} == 0)); then exit 0; fi
-if [[ $(id -u) -ne 0 ]]; then
-  echo "error: ${missing[*]} are missing and installing them needs root (apt-get install ${missing[*]})" >&2
-  exit 1
-fi
-echo "installing ${missing[*]} from Debian's packages" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+exec "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" containerd runc containernetworking-plugins iptables iproute2 buildah mmdebstrap

@@ -284,6 +284,66 @@ def test_monitoring_objects_select_this_release(tmp_path: Path) -> None:
     assert yaml.safe_load(dashboard["data"]["plait.json"])["uid"] == "plait-overview"
 
 
+UI = {"ui": {"enabled": True}}
+UI_WRITABLE = {"ui": {"enabled": True, "readOnly": False, "traceURL": "https://jaeger.example.com/trace/{trace_id}"}}
+UI_READS = {"get", "list", "watch"}
+
+
+def granted(role: Manifest) -> set[tuple[str, str]]:
+    """(resource, verb) pairs a Role or ClusterRole grants."""
+    return {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_the_ui_runs_as_its_own_account_and_may_only_read_unless_read_only_is_off(tmp_path: Path) -> None:
+    assert not [m for m in render(tmp_path) if "ui" in m["metadata"]["name"]]  # off by default
+    manifests = render(tmp_path, UI)
+    deployment = find(manifests, "Deployment", "plait-ui")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "plait-ui"
+    assert find(manifests, "ServiceAccount", "plait-ui")["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is True  # the UI's pod alone gets the token
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/plait-dev/plait-operator:0.1.0"  # the operator's: it has `plait`
+    assert container["args"] == ["ui", "--address=0.0.0.0", "--port=8484", "--namespace=plait", "--read-only"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = find(manifests, "Service", "plait-ui")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["selector"].items() <= pod_labels(deployment).items()
+    assert (
+        not service["spec"]["selector"].items() <= pod_labels(find(manifests, "Deployment", "plait-operator")).items()
+    )
+    role = find(manifests, "ClusterRole", "plait-ui")
+    assert {verb for _, verb in granted(role)} == UI_READS  # read-only: no write verb at all
+    assert ("namespaces", "list") in granted(role) and ("events", "watch") in granted(role)
+    binding = find(manifests, "ClusterRoleBinding", "plait-ui")
+    assert binding["roleRef"]["name"] == "plait-ui"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "plait-ui", "namespace": "plait"}]
+
+    writable = render(tmp_path, UI_WRITABLE)
+    writes = {(r, v) for r, v in granted(find(writable, "ClusterRole", "plait-ui")) if v not in UI_READS}
+    assert writes == {("workflowinstances", "patch"), ("workflowsignals", "create")}  # the actions, nothing more
+    args = find(writable, "Deployment", "plait-ui")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--read-only" not in args and "--trace-url=https://jaeger.example.com/trace/{trace_id}" in args
+
+
+def test_ui_namespaces_turn_its_cluster_role_into_roles(tmp_path: Path) -> None:
+    manifests = render(tmp_path, {"ui": {"enabled": True, "namespaces": ["team-a", "team-b"]}})
+    roles = [m for m in manifests if m["kind"] == "Role" and m["metadata"]["name"] == "plait-ui"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all({verb for _, verb in granted(r)} == UI_READS for r in roles)
+    assert not [m for m in manifests if m["kind"].startswith("Cluster") and m["metadata"]["name"] == "plait-ui"]
+    args = find(manifests, "Deployment", "plait-ui")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args  # opens on the first namespace it may read
+
+
+def pod_labels(deployment: Manifest) -> dict[str, str]:
+    result: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return result
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -298,6 +358,9 @@ def test_monitoring_objects_select_this_release(tmp_path: Path) -> None:
         ({"metrics": {"serviceMonitor": {"enabled": "yes"}}}, "enabled"),
         ({"payloads": {"store": "my-bucket/prefix"}}, "store"),  # a URL: s3://my-bucket/prefix
         ({"payloads": {"credentials": {"accessKey": "AKIA..."}}}, "accessKey"),  # by Secret only
+        ({"ui": {"readOnly": "no"}}, "readOnly"),
+        ({"ui": {"namespaces": ["Team_A"]}}, "namespaces"),
+        ({"ui": {"adress": "0.0.0.0"}}, "adress"),
     ],
 )
 def test_wrong_values_are_rejected_by_the_schema(tmp_path: Path, values: dict[str, Any], message: str) -> None:
@@ -372,7 +435,9 @@ def third_party_crds(control_plane: ControlPlane, connection: Any) -> None:
         apply_crds(kube, documents)
 
 
-@pytest.mark.parametrize("values", [None, TWO_POOLS], ids=["default", "two-pools"])
+@pytest.mark.parametrize(
+    "values", [None, TWO_POOLS, UI, UI_WRITABLE], ids=["default", "two-pools", "ui-read-only", "ui-writable"]
+)
 def test_the_api_server_accepts_every_rendered_object(
     control_plane: ControlPlane,
     plait_crds: None,
@@ -389,10 +454,13 @@ def test_the_api_server_accepts_every_rendered_object(
     accepted = [line for line in out.splitlines() if line.endswith("(server dry run)")]
     assert len(accepted) == len(documents), out
     expected = {"CustomResourceDefinition", "Deployment", "ClusterRole", "Role", "Service", "ServiceAccount"}
-    if values is not None:
+    if values is TWO_POOLS:
         expected |= {"HorizontalPodAutoscaler", "ScaledObject", "PodDisruptionBudget"}
         expected |= {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
     assert expected <= {d["kind"] for d in documents}
+    if values in (UI, UI_WRITABLE):
+        ui = {(kind, f"{release}-plait-ui") for kind in ("Deployment", "Service", "ServiceAccount", "ClusterRole")}
+        assert ui <= {(d["kind"], d["metadata"]["name"]) for d in documents}
 
 
 def test_the_api_server_rejects_a_misspelt_field_in_a_stub_validated_kind(

@@ -4,12 +4,14 @@ chart identity, and both identities are refused what they must not do."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from plait._devenv.controlplane import ControlPlane, free_port
@@ -19,6 +21,7 @@ from plait._kube.models import (
     DEFINITIONS,
     HELD_LABEL,
     INSTANCES,
+    PAUSE_ANNOTATION,
     SCHEDULES,
     SIGNALS,
     TASKS,
@@ -36,6 +39,7 @@ from tests.ops.support import (
     token_kubeconfig,
     with_option,
 )
+from tests.ui.support import answering
 
 pytestmark = pytest.mark.cluster
 
@@ -277,3 +281,55 @@ def test_watching_every_namespace_grants_cluster_wide_the_same_verbs(
         assert not refused(lambda: worker.list(TASKS, namespace))
         assert refused(lambda: worker.list(TASKS, other_namespace))
         assert refused(lambda: worker.patch(INSTANCES, "i", {"status": {}}, namespace, subresource="status"))
+
+
+UI_PAGES = ("/instances", "/instances/{ns}/ui-1", "/definitions", "/signals", "/schedules", "/queues")
+
+
+@pytest.mark.parametrize("read_only", [True, False], ids=["read-only", "writable"])
+def test_the_ui_reads_every_page_with_its_chart_identity_and_writes_only_when_allowed(
+    control_plane: ControlPlane, kube: Kube, plait_crds: None, namespace: str, tmp_path: Path, read_only: bool
+) -> None:
+    """`plait ui` as the chart runs it, with a token of the chart's UI ServiceAccount: every page
+    reads what it shows, and an action is written only when ui.readOnly=false granted the verb (the
+    UI runs here without --read-only, so RBAC alone decides)."""
+    name = f"r{uuid.uuid4().hex[:6]}"
+    manifests = render(tmp_path, {"ui": {"enabled": True, "readOnly": read_only}}, release=name, namespace=namespace)
+    kube.create(INSTANCES, instance_body("ui-1", "sequence", 1), namespace)
+    with applied(control_plane, [m for m in manifests if m["kind"] in RBAC_KINDS]):
+        token = service_account_token(kube, namespace, f"{name}-plait-ui")
+        config = token_kubeconfig(control_plane, tmp_path / "ui.kubeconfig", token, namespace)
+        port = free_port()
+        args = container_args(find(manifests, "Deployment", f"{name}-plait-ui"), {})
+        args = with_option(with_option(args, "--address", "127.0.0.1"), "--port", str(port))
+        assert ("--read-only" in args) == read_only
+        args = [a for a in args if a != "--read-only"]
+        process = PlaitProcess(args, tmp_path / "ui.log", env={"KUBECONFIG": str(config)}).start()
+        try:
+            base = answering(process, port).url("")
+            for path in UI_PAGES:
+                page = httpx.get(f"{base}{path.format(ns=namespace)}?ns={namespace}", timeout=10)
+                assert page.status_code == 200, page.text
+                assert "cannot read" not in page.text, f"{path}: {page.text}"  # a feed RBAC refused
+            assert 'data-instance="ui-1"' in httpx.get(f"{base}/instances?ns={namespace}", timeout=10).text
+            instance_page = httpx.get(f"{base}/instances/{namespace}/ui-1", timeout=10).text
+            csrf = re.search(r'name="csrf-token" content="([^"]+)"', instance_page)
+            assert csrf is not None
+            pause = httpx.post(f"{base}/instances/{namespace}/ui-1/pause", data={"csrf": csrf[1]}, timeout=10)
+            signal = httpx.post(
+                f"{base}/instances/{namespace}/ui-1/signal",
+                data={"csrf": csrf[1], "signal": "go", "payload": "{}"},
+                timeout=10,
+            )
+        finally:
+            process.terminate()
+    annotations = kube.get(INSTANCES, "ui-1", namespace)["metadata"].get("annotations") or {}
+    signals = kube.list(SIGNALS, namespace)["items"]
+    if read_only:
+        for answer in (pause, signal):
+            assert answer.status_code == 403 and "refused by the API server (RBAC)" in answer.text, answer.text
+        assert PAUSE_ANNOTATION not in annotations and not signals
+    else:
+        assert pause.status_code == 200 and signal.status_code == 200, pause.text + signal.text
+        assert PAUSE_ANNOTATION in annotations
+        assert [s["spec"]["name"] for s in signals] == ["go"]

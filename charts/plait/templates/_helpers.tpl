@@ -160,3 +160,27 @@ variables of the credentials Secret), for the operator and every worker containe
     name: {{ .Values.payloads.credentials.secretName | quote }}
 {{- end }}
 {{- end }}
+
+{{/* ---- web UI ---- */}}
+
+{{- define "plait.ui.fullname" -}}
+{{- printf "%s-ui" (include "plait.fullname" .) }}
+{{- end }}
+
+{{- define "plait.ui.selectorLabels" -}}
+{{ include "plait.selectorLabels" . }}
+app.kubernetes.io/component: ui
+{{- end }}
+
+{{- define "plait.ui.labels" -}}
+{{ include "plait.labels" . }}
+app.kubernetes.io/component: ui
+{{- end }}
+
+{{- define "plait.ui.serviceAccountName" -}}
+{{- if .Values.ui.serviceAccount.create }}
+{{- default (include "plait.ui.fullname" .) .Values.ui.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.ui.serviceAccount.name }}
+{{- end }}
+{{- end }}

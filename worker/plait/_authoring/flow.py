@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import jsonschema
 from pydantic import BaseModel, TypeAdapter
 
 from plait._authoring.loop import LoopResult, OnMax
@@ -388,17 +390,20 @@ class Flow:
         name: str | None = None,
         timeout: str | float | timedelta | None = None,
         on_timeout: str = "fail",
+        schema: Mapping[str, Any] | None = None,
     ) -> Flow:
         """Wait for an external signal; its payload becomes the next step's input.
 
         With ``timeout``, the step fails when no signal came in time, unless ``on_timeout="continue"``
-        (plait), which passes ``None`` on instead.
+        (plait), which passes ``None`` on instead. ``schema`` (plait) is the payload's JSON Schema:
+        ``plait ui`` offers a form for it and checks a payload against it before sending one.
         """
         if on_timeout not in ("fail", "continue"):
             raise ValueError(f"on_timeout must be 'fail' or 'continue', got {on_timeout!r}")
         seconds = _seconds(timeout, "timeout") if timeout is not None else None
         node_id = self._builder.unique(name or signal_name)
-        self._steps.append(SignalNode(node_id, signal_name, seconds, on_timeout))  # type: ignore[arg-type]
+        payload_schema = _json_schema(schema, f"signal {signal_name!r}") if schema is not None else None
+        self._steps.append(SignalNode(node_id, signal_name, seconds, on_timeout, payload_schema))  # type: ignore[arg-type]
         return self
 
     def then_flow(self, child_workflow: Workflow) -> Flow:
@@ -455,6 +460,21 @@ def _seconds(duration: str | float | timedelta, what: str) -> float:
     if isinstance(duration, int | float) and not isinstance(duration, bool) and not 0 <= duration < float("inf"):
         raise ValueError(f"{what} must be a finite non-negative number")
     return parse_duration(duration)
+
+
+def _json_schema(schema: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``schema`` as plain JSON data, checked to be a JSON Schema (a mistake shows at build, not in the UI)."""
+    if not isinstance(schema, Mapping):
+        raise TypeError(f"{what}: schema must be a JSON Schema (a dict), got {type(schema).__name__}")
+    try:
+        data: dict[str, Any] = json.loads(json.dumps(schema))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what}: schema is not JSON: {error}") from None
+    try:
+        jsonschema.validators.validator_for(data).check_schema(data)
+    except jsonschema.SchemaError as error:
+        raise ValueError(f"{what}: not a valid JSON Schema: {error.message}") from None
+    return data
 
 
 def _renumber(steps: tuple[Node, ...], builder: _Builder, renamed: dict[str, str]) -> tuple[Node, ...]:

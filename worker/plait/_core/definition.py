@@ -152,12 +152,14 @@ class DelayNode:
 
 @dataclass(frozen=True, slots=True)
 class SignalNode:
-    """Wait for the next ``signal`` payload, which becomes the value; optionally with a timeout."""
+    """Wait for the next ``signal`` payload, which becomes the value; optionally with a timeout and
+    the payload's JSON Schema (``plait ui`` builds its form from it)."""
 
     id: str
     signal: str
     timeout_secs: float | None = None
     on_timeout: OnTimeout = "fail"
+    payload_schema: dict[str, Any] | None = field(default=None, hash=False)
     kind: Literal["signal"] = "signal"
 
 
@@ -431,6 +433,8 @@ def _node_to_data(node: Node) -> dict[str, Any]:
         if node.timeout_secs is not None:
             data["timeoutSeconds"] = node.timeout_secs
         data["onTimeout"] = node.on_timeout
+        if node.payload_schema is not None:  # absent otherwise: the hashes of earlier versions stay
+            data["payloadSchema"] = node.payload_schema
     elif isinstance(node, ChildNode):
         data["workflow"] = node.workflow
         data["steps"] = [s.id for s in node.steps]
@@ -487,6 +491,7 @@ def _node_from_data(data: Mapping[str, Any], sequence: Any) -> Node:
             signal=data["signal"],
             timeout_secs=data.get("timeoutSeconds"),
             on_timeout=data.get("onTimeout", "fail"),
+            payload_schema=data.get("payloadSchema"),
         )
     if kind == "child":
         return ChildNode(id=node_id, workflow=data["workflow"], steps=sequence(data["steps"]))

@@ -27,9 +27,15 @@ async def list_and_watch(
     *,
     label_selector: str | None = None,
     on_synced: Callable[[], None] | None = None,
+    on_listed: Callable[[list[JSON]], None] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
 ) -> None:
     """Call ``on_event(type, object)`` for every object listed (as ``ADDED``) and every change
-    after; ``on_synced`` once each listing has been delivered. Runs until cancelled."""
+    after; ``on_synced`` once each listing has been delivered. Runs until cancelled.
+
+    With ``on_listed``, each listing is handed over whole instead (a cache replaces what it held,
+    so objects deleted while the watch was down go too); ``on_error`` hears every failure before
+    the back-off (a cache can show it, e.g. a 403)."""
     where = f"{resource.plural} in {namespace or 'every namespace'}"
     version: str | None = None
     backoff = Backoff(0.5, 10.0)
@@ -37,8 +43,11 @@ async def list_and_watch(
         try:
             if version is None:
                 listing = await kube.list(resource, namespace, label_selector=label_selector)
-                for item in listing["items"]:
-                    on_event("ADDED", item)
+                if on_listed is not None:
+                    on_listed(listing["items"])
+                else:
+                    for item in listing["items"]:
+                        on_event("ADDED", item)
                 version = listing["metadata"]["resourceVersion"]
                 if on_synced is not None:
                     on_synced()
@@ -58,10 +67,14 @@ async def list_and_watch(
             if error.status == 410:  # too old to resume from: list again
                 version = None
                 continue
+            if on_error is not None:
+                on_error(error)
             delay = backoff.next()
             log.warning("watch of %s failed (%s); again in %.1fs", where, error, delay)
             await backoff.wait(delay)
         except Exception as error:  # a connection reset, an API server restarting, ...
+            if on_error is not None:
+                on_error(error)
             delay = backoff.next()
             log.warning("watch of %s interrupted (%s: %s); again in %.1fs", where, type(error).__name__, error, delay)
             await backoff.wait(delay)

@@ -441,6 +441,7 @@ class NodeSpec(_Model):
     seconds: float | None = None
     signal: str | None = None
     onTimeout: Literal["fail", "continue"] | None = None
+    payloadSchema: dict[str, Any] | None = None
     workflow: str | None = None
     steps: list[str] | None = None
     concurrency: ConcurrencySpec | None = None

@@ -13,6 +13,7 @@ another code); nothing prints a traceback at a user.
     upgrade.py      plait upgrade
     definitions.py  plait definitions, definitions diff
     schedules.py    plait schedule list|get|trigger|suspend|resume|backfill
+    ui.py           plait ui (the web UI, in plait._ui)
     steptree.py, view.py, follow.py, lookup.py, inputs.py, format.py: what those share
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from plait.cli import control, definitions, dev, instances, processes, retry, schedules, upgrade
+from plait.cli import control, definitions, dev, instances, processes, retry, schedules, ui, upgrade
 from plait.cli.common import CommandError, program
 from plait.errors import PlaitError
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.register(commands)
     definitions.register(commands)
     schedules.register(commands)
+    ui.register(commands)
     dev.register(commands)
     processes.register(commands)
     return parser
