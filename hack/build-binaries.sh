@@ -2,12 +2,14 @@
 # Builds the binaries plait's tests and `plait dev` run, from the Go module proxy with the local Go
 # toolchain: the control plane (kube-apiserver, kube-controller-manager, kubectl, etcd: hack/kube;
 # helm: hack/helm), the node (kubelet, kube-scheduler, kube-proxy: hack/kube; the pause binary:
-# hack/pause) and Prometheus with promtool (hack/prometheus). Static builds, cached by version
+# hack/pause), Prometheus with promtool (hack/prometheus) and Jaeger, the tracing tests' OTLP
+# backend (hack/jaeger). Static builds, cached by version
 # outside the repository; a cached binary is rebuilt only when its build flags change. Prints the
 # control plane's cache directory on its last line.
 #
 #   hack/build-binaries.sh                  build what is missing
 #   hack/build-binaries.sh --control-plane  only the control plane's binaries
+#   hack/build-binaries.sh --jaeger         only Jaeger
 #   PLAIT_CACHE_DIR=/path ...               cache somewhere else (default: ~/.cache/plait)
 set -euo pipefail
 
@@ -17,11 +19,13 @@ source "$here/versions.env"
 cache="${PLAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/plait}"
 bin="$cache/bin/$PLAIT_BINARIES_TAG"
 prometheus_bin="$cache/bin/$PLAIT_PROMETHEUS_TAG"
-only_control_plane=false
+jaeger_bin="$cache/bin/$PLAIT_JAEGER_TAG"
+only_control_plane=false only_jaeger=false
 case "${1:-}" in
   "") ;;
   --control-plane) only_control_plane=true ;;
-  *) echo "usage: $0 [--control-plane]" >&2; exit 2 ;;
+  --jaeger) only_jaeger=true ;;
+  *) echo "usage: $0 [--control-plane | --jaeger]" >&2; exit 2 ;;
 esac
 
 if ! command -v go >/dev/null 2>&1; then
@@ -37,7 +41,7 @@ if ! go env GOSUMDB | grep -q off && ! timeout 5 bash -c 'exec 3<>/dev/tcp/sum.g
   echo "note: sum.golang.org is unreachable; verifying modules against the committed go.sum only" >&2
 fi
 
-mkdir -p "$bin" "$prometheus_bin"
+mkdir -p "$bin" "$prometheus_bin" "$jaeger_bin"
 build() { # module-dir binary-name package ldflags [output-dir [tags]]
   local dir="$1" name="$2" pkg="$3" flags="$4" out="${5:-$bin}" tags="${6:-}"
   local stamp="$flags${tags:+ tags=$tags}"
@@ -49,6 +53,15 @@ build() { # module-dir binary-name package ldflags [output-dir [tags]]
   printf '%s' "$stamp" >"$out/.$name.ldflags"
   echo "built $name in $((SECONDS - start))s" >&2
 }
+
+# Jaeger v2 (cmd/jaeger: an OpenTelemetry Collector with Jaeger's memory storage and query API; the
+# UI's assets are not in the module, so its page is empty and the API answers)
+jflags="-X github.com/jaegertracing/jaeger/internal/version.latestVersion=${JAEGER_VERSION}"
+if $only_jaeger; then
+  build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$jflags" "$jaeger_bin"
+  echo "$jaeger_bin"
+  exit 0
+fi
 
 kminor="$(cut -d. -f2 <<<"$KUBERNETES_VERSION")"
 kver="-X k8s.io/component-base/version.gitVersion=${KUBERNETES_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${kminor}"
@@ -74,5 +87,6 @@ if ! $only_control_plane; then
   sd_tags="remove_all_sd,enable_kubernetes_sd"
   build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus "$pflags" "$prometheus_bin" "$sd_tags"
   build prometheus promtool github.com/prometheus/prometheus/cmd/promtool "$pflags" "$prometheus_bin" "$sd_tags"
+  build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$jflags" "$jaeger_bin"
 fi
 echo "$bin"

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait import _tracing
 from plait._authoring.flow import Workflow
 from plait._backoff import Backoff
 from plait._execution.context import TaskExecutionContext
@@ -41,6 +42,7 @@ from plait._kube.models import (
     HELD_LABEL,
     QUEUE_LABEL,
     TASKS,
+    TRACEPARENT_ANNOTATION,
     WORKFLOW_LABEL,
     TaskStatusFields,
     label_value,
@@ -48,6 +50,7 @@ from plait._kube.models import (
     object_name,
     rfc3339,
 )
+from plait._logging import log_context
 from plait._worker.backlog import RUN_BEFORE_CLAIM_SECONDS, Backlog, claim_delay
 from plait._worker.claims import Claims, Held, result_status
 from plait._worker.membership import Membership
@@ -304,6 +307,27 @@ class Worker:
 
     async def _execute(self, held: Held, workflow: Workflow) -> None:
         spec = held.body["spec"]
+        fields = {"instance": f"{self.settings.namespace}/{spec['instance']}", "step": spec["step"]}
+        with log_context(**fields, attempt=spec["attempt"], task=spec["task"], worker=self.settings.identity):
+            if not _tracing.enabled():
+                await self._run(held, workflow, None)
+                return
+            attributes = {
+                "plait.instance": fields["instance"],
+                "plait.workflow": workflow.workflow_id,
+                "plait.step": spec["step"],
+                "plait.path": spec["path"],
+                "plait.attempt": int(spec["attempt"]),
+                "plait.task": spec["task"],
+                "plait.worker": self.settings.identity,
+            }
+            traceparent = (held.body["metadata"].get("annotations") or {}).get(TRACEPARENT_ANNOTATION)
+            with _tracing.task_span(f"run {spec['task']}", traceparent, attributes) as span:
+                await self._run(held, workflow, span)
+
+    async def _run(self, held: Held, workflow: Workflow, span: Any) -> None:
+        """Run the attempt and report its result (``span``: the run's span, when tracing)."""
+        spec = held.body["spec"]
         labels = (workflow.workflow_id, label_value(spec["queue"]))
         task = workflow.tasks.get(spec["task"])
         started = time.perf_counter()
@@ -321,6 +345,10 @@ class Worker:
                 raise
         outcome = "succeeded" if result.ok else ("timed_out" if result.timed_out else "failed")
         seconds = time.perf_counter() - started
+        if span is not None:
+            span.set_attribute("plait.outcome", outcome)
+            if not result.ok:
+                _tracing.fail(span, result.error or outcome)
         log.info(
             "ran task=%s instance=%s step=%s attempt=%s outcome=%s seconds=%.3f",
             held.name, spec["instance"], spec["step"], spec["attempt"], outcome, seconds,
