@@ -92,13 +92,26 @@ def init_tracing(service_name: str | None = None, attributes: Mapping[str, str] 
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from_env = Resource.create()
+    defaults = {key: value for key, value in (attributes or {}).items() if key not in from_env.attributes}
+    if service_name and str(from_env.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        defaults[SERVICE_NAME] = service_name
+    provider = new_provider(from_env.merge(Resource(defaults)))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return True
+
+
+def new_provider(resource: Any = None) -> Any:
+    """An SDK ``TracerProvider`` (the sampler from ``OTEL_TRACES_SAMPLER``) whose ids are random,
+    except for the spans :func:`write` gives ids of their own. Imports the SDK."""
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
     class DerivedIds(RandomIdGenerator):
-        """Random ids, except for the spans the operator writes with ids derived from the instance."""
-
         def generate_span_id(self) -> int:
             forced = _forced_ids.get()
             return forced[1] if forced is not None else super().generate_span_id()
@@ -107,15 +120,7 @@ def init_tracing(service_name: str | None = None, attributes: Mapping[str, str] 
             forced = _forced_ids.get()
             return forced[0] if forced is not None else super().generate_trace_id()
 
-    from_env = Resource.create()
-    defaults = {key: value for key, value in (attributes or {}).items() if key not in from_env.attributes}
-    if service_name and str(from_env.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        defaults[SERVICE_NAME] = service_name
-    provider = TracerProvider(resource=from_env.merge(Resource(defaults)), id_generator=DerivedIds())
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    _provider = provider
-    return True
+    return TracerProvider(resource=resource, id_generator=DerivedIds())
 
 
 def shutdown_tracing() -> None:
