@@ -1,8 +1,9 @@
 """``python -m bench [--quick] [--out FILE] [--plots DIR]``: the whole benchmark in one run.
 
-The local runner against sayiir, then Kubernetes mode through a fresh local control plane. Prints
-a table, writes ``bench-results.json`` (machine and versions included) and PNG plots of the
-latency distributions and of the scaling curve.
+The local runner against sayiir, then Kubernetes mode through a fresh local control plane, then
+the cost of tracing per step (off and on, :mod:`bench.tracing`). Prints a table, writes
+``bench-results.json`` (machine and versions included) and PNG plots of the latency
+distributions and of the scaling curve.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import k8s, local
+from bench import k8s, local, tracing
 from bench.report import plots, table
 
 
@@ -55,12 +56,14 @@ def main() -> int:
     print("local runner: plait against sayiir ...")
     results["local"] = local.run(quick=args.quick)
     results.update(k8s.run(quick=args.quick))
+    results.update(tracing.run(quick=args.quick))
     results["plots"] = [str(p) for p in plots(results, args.plots)]
     results["machine"]["bench_seconds"] = round(time.monotonic() - started, 1)
     latencies = results.pop("_latencies")
     args.out.write_text(json.dumps(results, indent=2))
     (args.plots / "latencies.json").write_text(json.dumps(latencies))
     print(table(results))
+    print(tracing.table(results))
     print(f"wrote {args.out} and {', '.join(results['plots'])} in {results['machine']['bench_seconds']}s")
     return 0
 

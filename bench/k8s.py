@@ -128,9 +128,10 @@ class Cluster:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     worker_ports: list[int] = field(default_factory=list)
     logs: Path = Path(".")
+    env: dict[str, str] = field(default_factory=dict)  # added to the operator's and workers' environment
 
     def start_processes(self, sizes: Sizes) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig), "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig), "PYTHONPATH": str(REPO), **self.env}
         self.operator_port = free_port()
         self.operator = _spawn(
             [
@@ -166,6 +167,9 @@ class Cluster:
 
     def operator_cpu(self) -> float:
         return cpu_seconds(self.operator.pid) if self.operator else 0.0
+
+    def workers_cpu(self) -> float:
+        return sum(cpu_seconds(worker.pid) for worker in self.workers)
 
     def operator_metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.operator_port}/metrics", timeout=10).text
@@ -218,8 +222,9 @@ def sample_sum(text: str, name: str, **labels: str) -> float:
 
 
 @contextmanager
-def cluster(sizes: Sizes, plane: ControlPlane | None = None) -> Iterator[Cluster]:
-    """A control plane (fresh unless given), the CRDs, one namespace, an operator and workers."""
+def cluster(sizes: Sizes, plane: ControlPlane | None = None, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A control plane (fresh unless given), the CRDs, one namespace, an operator and workers (with
+    ``env`` added to their environment)."""
     own = plane is None
     scratch = Path(tempfile.mkdtemp(prefix="plait-bench-"))
     plane = plane or ControlPlane(scratch / "plane")
@@ -228,9 +233,9 @@ def cluster(sizes: Sizes, plane: ControlPlane | None = None) -> Iterator[Cluster
     connection = load_connection(plane.kubeconfig)
     kube = Kube(connection)
     apply_crds(kube, all_crds())
-    namespace = f"bench-{int(time.time())}"
+    namespace = f"bench-{int(time.time())}-{os.urandom(2).hex()}"
     kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    under_test = Cluster(plane, connection, kube, namespace, logs=scratch)
+    under_test = Cluster(plane, connection, kube, namespace, logs=scratch, env=env or {})
     try:
         under_test.start_processes(sizes)
         yield under_test
