@@ -3,8 +3,12 @@ here: `make bench-tracing` measures), and the traced side really exported its sp
 
 from __future__ import annotations
 
+import pytest
+
 from bench import tracing
 from plait._devenv.controlplane import ControlPlane
+
+pytestmark = pytest.mark.cluster
 
 
 def test_the_tracing_benchmark_compares_off_and_on_and_the_spans_arrive(
