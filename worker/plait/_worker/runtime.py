@@ -308,27 +308,30 @@ class Worker:
     async def _execute(self, held: Held, workflow: Workflow) -> None:
         spec = held.body["spec"]
         fields = {"instance": f"{self.settings.namespace}/{spec['instance']}", "step": spec["step"]}
+        labels = (workflow.workflow_id, label_value(spec["queue"]))
         with log_context(**fields, attempt=spec["attempt"], task=spec["task"], worker=self.settings.identity):
             if not _tracing.enabled():
-                await self._run(held, workflow, None)
-                return
-            attributes = {
-                "plait.instance": fields["instance"],
-                "plait.workflow": workflow.workflow_id,
-                "plait.step": spec["step"],
-                "plait.path": spec["path"],
-                "plait.attempt": int(spec["attempt"]),
-                "plait.task": spec["task"],
-                "plait.worker": self.settings.identity,
-            }
-            traceparent = (held.body["metadata"].get("annotations") or {}).get(TRACEPARENT_ANNOTATION)
-            with _tracing.task_span(f"run {spec['task']}", traceparent, attributes) as span:
-                await self._run(held, workflow, span)
+                result = await self._run(held, workflow, labels, None)
+            else:
+                attributes = {
+                    "plait.instance": fields["instance"],
+                    "plait.workflow": workflow.workflow_id,
+                    "plait.step": spec["step"],
+                    "plait.path": spec["path"],
+                    "plait.attempt": int(spec["attempt"]),
+                    "plait.task": spec["task"],
+                    "plait.worker": self.settings.identity,
+                }
+                traceparent = (held.body["metadata"].get("annotations") or {}).get(TRACEPARENT_ANNOTATION)
+                with _tracing.task_span(f"run {spec['task']}", traceparent, attributes) as span:
+                    result = await self._run(held, workflow, labels, span)
+            if result is not None:
+                await self.claims.report(held, result_status(result, self.settings.max_payload_bytes), labels)
 
-    async def _run(self, held: Held, workflow: Workflow, span: Any) -> None:
-        """Run the attempt and report its result (``span``: the run's span, when tracing)."""
+    async def _run(self, held: Held, workflow: Workflow, labels: tuple[str, str], span: Any) -> AttemptResult | None:
+        """Run the attempt (``span``: the run's span, when tracing); ``None`` when there is nothing
+        to report because the claim is gone."""
         spec = held.body["spec"]
-        labels = (workflow.workflow_id, label_value(spec["queue"]))
         task = workflow.tasks.get(spec["task"])
         started = time.perf_counter()
         if task is None:
@@ -341,7 +344,7 @@ class Worker:
             except asyncio.CancelledError:
                 if held.lost:
                     self.metrics.results_refused.labels(*labels).inc()
-                    return  # stopped because the claim is gone; nothing to report
+                    return None
                 raise
         outcome = "succeeded" if result.ok else ("timed_out" if result.timed_out else "failed")
         seconds = time.perf_counter() - started
@@ -357,7 +360,7 @@ class Worker:
         {"succeeded": self.metrics.succeeded, "failed": self.metrics.failed, "timed_out": self.metrics.timed_out}[
             outcome
         ].labels(*labels).inc()
-        await self.claims.report(held, result_status(result, self.settings.max_payload_bytes), labels)
+        return result
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
