@@ -61,6 +61,7 @@ def draw(trace: dict[str, Any], out: Path) -> Path:
     total_ms = max((end - start) / 1000, 1.0)
     height = 0.28 * len(ordered) + 1.2
     figure, axis = plt.subplots(figsize=(14, height))
+    rows_at = axis.get_yaxis_transform()  # x in axes fractions, y in rows
     for row, (depth, span) in enumerate(ordered):
         left = (span["startTime"] - start) / 1000
         width = max(span["duration"] / 1000, total_ms / 800)
@@ -69,11 +70,12 @@ def draw(trace: dict[str, Any], out: Path) -> Path:
         service = services[span["processID"]]
         axis.barh(row, width, left=left, height=0.7, color=colour[service], edgecolor="#b00" if failed else "none")
         label = "  " * depth + span["operationName"]
-        axis.text(-total_ms * 0.01, row, label, ha="right", va="center", fontsize=8, family="monospace")
+        axis.text(-0.32, row, label, ha="left", va="center", fontsize=8, family="monospace", transform=rows_at)
         outcome = tags.get("plait.outcome")
         worker = tags.get("plait.worker") if span["operationName"].startswith("run ") else None
+        ms = span["duration"] / 1000
         note = (
-            f"{span['duration'] / 1000:.1f} ms"
+            (f"{ms:.1f} ms" if ms >= 1 else f"{ms:.2f} ms")
             + (f"  {outcome}" if outcome else "")
             + (f"  @{worker}" if worker else "")
         )
@@ -81,15 +83,17 @@ def draw(trace: dict[str, Any], out: Path) -> Path:
             left + width + total_ms * 0.005, row, note, va="center", fontsize=7, color="#b00" if failed else "#333"
         )
     axis.set_ylim(len(ordered) - 0.4, -0.6)
-    axis.set_xlim(0, total_ms * 1.25)
+    axis.set_xlim(0, total_ms * 1.3)
     axis.set_yticks([])
     axis.set_xlabel("ms since the trace started")
     for side in ("top", "right", "left"):
         axis.spines[side].set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour[name]) for name in names]
-    axis.legend(handles, names, loc="lower right", fontsize=8, frameon=False)
-    axis.set_title(f"trace {trace['traceID']} ({len(ordered)} spans, read from Jaeger's query API)", fontsize=9)
-    figure.subplots_adjust(left=0.3, right=0.98, top=1 - 0.5 / height, bottom=0.8 / height)
+    axis.legend(
+        handles, names, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(names), fontsize=8, frameon=False
+    )
+    figure.suptitle(f"trace {trace['traceID']} ({len(ordered)} spans, read from Jaeger's query API)", fontsize=9)
+    figure.subplots_adjust(left=0.25, right=0.98, top=1 - 0.75 / height, bottom=0.8 / height)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)
     plt.close(figure)
