@@ -135,7 +135,9 @@ def test_the_order_examples_trace_spans_the_operator_and_two_workers(
     (run_charge,) = by_name["run charge"]
     assert _parent(user_span) == run_charge["spanID"]
     assert _tags(user_span)["payment.approved_by"] == "alice"
-    ran_on = {_tags(span)["plait.worker"] for name, spans in by_name.items() if name.startswith("run ") for span in spans}
+    ran_on = {
+        _tags(span)["plait.worker"] for name, spans in by_name.items() if name.startswith("run ") for span in spans
+    }
 
     # Submitted by a client inside a span of its own: the instance joins the submitter's trace.
     provider = TracerProvider(resource=Resource.create({"service.name": "checkout-frontend"}))
@@ -156,7 +158,9 @@ def test_the_order_examples_trace_spans_the_operator_and_two_workers(
     (root,) = by_name["checkout"]
     (instance,) = by_name["instance order-processing"]
     assert _parent(instance) == root["spanID"]
-    ran_on |= {_tags(span)["plait.worker"] for name, spans in by_name.items() if name.startswith("run ") for span in spans}
+    ran_on |= {
+        _tags(span)["plait.worker"] for name, spans in by_name.items() if name.startswith("run ") for span in spans
+    }
     assert ran_on == workers, "both workers ran some of the steps"
 
 
