@@ -5,6 +5,7 @@ ran, the task's own span under its run, and the submitter's trace when the clien
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -100,8 +101,10 @@ def test_the_order_examples_trace_spans_the_operator_and_two_workers(
     start_worker: Callable[..., PlaitProcess],
 ) -> None:
     start_operator("--namespace", own, env=otel_env(jaeger))
-    for _ in range(2):
-        start_worker(own, "--concurrency", "2", module="examples.orders", env=otel_env(jaeger))
+    workers_started = [
+        start_worker(own, "--concurrency", "2", "--log-format", "json", module="examples.orders", env=otel_env(jaeger))
+        for _ in range(2)
+    ]
     leases = wait_for(
         lambda: len(items := kube.list(LEASES, own, label_selector=WORKER_LABEL)["items"]) == 2 and items,
         what="two worker Leases",
@@ -135,9 +138,16 @@ def test_the_order_examples_trace_spans_the_operator_and_two_workers(
     (run_charge,) = by_name["run charge"]
     assert _parent(user_span) == run_charge["spanID"]
     assert _tags(user_span)["payment.approved_by"] == "alice"
-    ran_on = {
-        _tags(span)["plait.worker"] for name, spans in by_name.items() if name.startswith("run ") for span in spans
-    }
+    runs = {span["spanID"]: span for name, spans in by_name.items() if name.startswith("run ") for span in spans}
+    ran_on = {_tags(span)["plait.worker"] for span in runs.values()}
+
+    # The workers' JSON log lines of a run carry its trace and span ids: logs and traces join.
+    logged = [json.loads(line) for w in workers_started for line in w.output().splitlines() if line.startswith("{")]
+    ran = [line for line in logged if line["message"].startswith("ran task=") and line.get("trace_id") == trace_id]
+    assert len(ran) == len(runs), "one 'ran' line per run span"
+    for line in ran:
+        assert line["span_id"] in runs and _tags(runs[line["span_id"]])["plait.step"] == line["step"]
+        assert line["instance"] == f"{own}/order-1" and line["worker"] in workers
 
     # Submitted by a client inside a span of its own: the instance joins the submitter's trace.
     provider = TracerProvider(resource=Resource.create({"service.name": "checkout-frontend"}))
