@@ -145,10 +145,10 @@ class OperatorTracing:
                     _tracing.write(_attempt_span(trace, base, task, "cancelled", None, now))
                 ended_steps[command.path] = ("cancelled", None)
         for path, (outcome, error) in ended_steps.items():
-            _tracing.write(_step_span(trace, base, definition, snapshot, path, outcome, error, tasks, now))
+            _tracing.write(_step_span(trace, base, snapshot, path, outcome, error, tasks, now))
         for path, timer in before.timers.items():
             if timer.kind == "delay" and path not in snapshot.timers:
-                _tracing.write(_delay_span(trace, base, definition, snapshot, path, timer, now))
+                _tracing.write(_delay_span(trace, base, definition, path, timer, now))
         for path, wait in before.waiting.items():
             if path not in snapshot.waiting_signals:
                 _tracing.write(_signal_span(trace, base, definition, snapshot, before, path, wait, now))
@@ -273,7 +273,6 @@ def _attempt_span(
 def _step_span(
     trace: Trace,
     base: Attributes,
-    definition: Definition,
     snapshot: Snapshot,
     path: str,
     outcome: str,
@@ -281,13 +280,11 @@ def _step_span(
     tasks: Mapping[str, JSON],
     now: float,
 ) -> SpanRecord:
+    attempts = [task for task in tasks.values() if task["spec"]["path"] == path]
+    node_id = attempts[0]["spec"]["step"] if attempts else path
     dispatched = [
-        _time((task["metadata"].get("annotations") or {}).get(DISPATCHED_AT_ANNOTATION), now)
-        for task in tasks.values()
-        if task["spec"]["path"] == path
+        _time((task["metadata"].get("annotations") or {}).get(DISPATCHED_AT_ANNOTATION), now) for task in attempts
     ]
-    node_id = next((task["spec"]["step"] for task in tasks.values() if task["spec"]["path"] == path), path)
-    attempts = [int(task["spec"]["attempt"]) for task in tasks.values() if task["spec"]["path"] == path]
     attributes: Attributes = {
         **base,
         "plait.step": node_id,
@@ -308,7 +305,7 @@ def _step_span(
 
 
 def _delay_span(
-    trace: Trace, base: Attributes, definition: Definition, snapshot: Snapshot, path: str, timer: Timer, now: float
+    trace: Trace, base: Attributes, definition: Definition, path: str, timer: Timer, now: float
 ) -> SpanRecord:
     node = definition.nodes[timer.node_id]
     seconds = node.seconds if isinstance(node, DelayNode) else 0.0

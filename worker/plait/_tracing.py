@@ -39,10 +39,6 @@ class TraceParent:
     def header(self) -> str:
         return f"00-{self.trace_id:032x}-{self.span_id:016x}-{'01' if self.sampled else '00'}"
 
-    def child(self, span_id: int) -> TraceParent:
-        """The context a span ``span_id`` of this trace gives its children."""
-        return TraceParent(self.trace_id, span_id, self.sampled)
-
 
 def parse_traceparent(value: str) -> TraceParent | None:
     """The W3C ``traceparent`` header ``value``, or ``None`` when it is not a valid one (wrong form,
