@@ -244,4 +244,4 @@ def fail(span: Any, error: str) -> None:
 
 
 def _ns(seconds: float) -> int:
-    return int(seconds * 1e9)
+    return round(seconds * 1e9)
