@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install binaries node-deps ui-deps ui-assets images test lint unit demo demo-down bench crds clean
+.PHONY: help install binaries node-deps ui-deps ui-assets images test lint unit demo demo-down bench bench-tracing crds clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -24,7 +24,7 @@ install: $(BIN)/.installed  ## create .venv and install plait with its test tool
 crds:  ## regenerate crds/ and the chart CRDs from the models
 	$(BIN)/python -m plait._kube.crds crds charts/plait/crds
 
-binaries:  ## build the control plane, the node's binaries, helm and Prometheus from Go modules (cached)
+binaries:  ## build the control plane, the node's binaries, helm, Prometheus and Jaeger from Go modules (cached)
 	hack/build-binaries.sh
 
 node-deps:  ## install containerd, runc, the CNI plugins, iptables, buildah and mmdebstrap (Debian packages, root)
@@ -101,8 +101,11 @@ demo: install binaries  ## start plait locally (control plane, operator, worker)
 demo-down:  ## stop what `make demo` started (control plane, operator, worker); data stays for the next demo
 	$(BIN)/plait dev down
 
-bench: install binaries  ## benchmarks: local runner vs sayiir, Kubernetes mode vs the API server's ceiling
+bench: install binaries  ## benchmarks: local runner vs sayiir, Kubernetes mode vs the API server's ceiling, tracing's cost
 	$(BIN)/python -m bench
+
+bench-tracing: install binaries  ## only the cost of tracing per step: the same run with tracing off and on (a real Jaeger)
+	$(BIN)/python -m bench.tracing
 
 clean:  ## remove the virtualenv and caches (not the binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

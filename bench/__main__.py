@@ -1,9 +1,10 @@
 """``python -m bench [--quick] [--out FILE] [--plots DIR]``: the whole benchmark in one run.
 
 The local runner against sayiir, then Kubernetes mode through a fresh local control plane, then
-the payload store's cost (inline against offloaded values, :mod:`bench.payloads`). Prints
-a table, writes ``bench-results.json`` (machine and versions included) and PNG plots of the
-latency distributions and of the scaling curve.
+the payload store's cost (inline against offloaded values, :mod:`bench.payloads`), then the
+cost of tracing per step (off and on, :mod:`bench.tracing`). Prints a table, writes
+``bench-results.json`` (machine and versions included) and PNG plots of the latency
+distributions and of the scaling curve.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import k8s, local, payloads
+from bench import k8s, local, payloads, tracing
 from bench.report import plots, table
 
 
@@ -58,6 +59,7 @@ def main() -> int:
     results.update(k8s.run(quick=args.quick))
     print("the payload store: inline against offloaded ...")
     results.update(payloads.run(quick=args.quick))
+    results.update(tracing.run(quick=args.quick))
     results["plots"] = [str(p) for p in plots(results, args.plots)]
     results["machine"]["bench_seconds"] = round(time.monotonic() - started, 1)
     latencies = results.pop("_latencies")
@@ -65,6 +67,7 @@ def main() -> int:
     (args.plots / "latencies.json").write_text(json.dumps(latencies))
     print(table(results))
     print(payloads.table(results))
+    print(tracing.table(results))
     print(f"wrote {args.out} and {', '.join(results['plots'])} in {results['machine']['bench_seconds']}s")
     return 0
 

@@ -171,6 +171,9 @@ class Cluster:
     def operator_cpu(self) -> float:
         return cpu_seconds(self.operator.pid) if self.operator else 0.0
 
+    def workers_cpu(self) -> float:
+        return sum(cpu_seconds(worker.pid) for worker in self.workers)
+
     def operator_metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.operator_port}/metrics", timeout=10).text
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry import trace
 from pydantic import BaseModel, Field
 
 from plait import Flow, RetryPolicy, get_task_context, task
+
+tracer = trace.get_tracer("examples.orders")  # spans started in a task nest under its attempt (docs/tracing.md)
 
 
 class Item(BaseModel):
@@ -80,7 +83,9 @@ def verdict(review: dict[str, Any]) -> str:
 
 @task(retries=RetryPolicy(max_retries=4, initial_delay_secs=1, backoff_multiplier=2, max_delay_secs=10), timeout="30s")
 def charge(review: dict[str, Any]) -> dict[str, Any]:
-    return {"charged": True, "approved_by": review.get("by", "a reviewer")}
+    with tracer.start_as_current_span("payment-gateway charge") as span:  # a no-op unless tracing is on
+        span.set_attribute("payment.approved_by", review.get("by", "a reviewer"))
+        return {"charged": True, "approved_by": review.get("by", "a reviewer")}
 
 
 @task

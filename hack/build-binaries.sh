@@ -2,14 +2,16 @@
 # Builds the binaries plait's tests and `plait dev` run, from the Go module proxy with the local Go
 # toolchain: the control plane (kube-apiserver, kube-controller-manager, kubectl, etcd: hack/kube;
 # helm: hack/helm), the node (kubelet, kube-scheduler, kube-proxy: hack/kube; the pause binary:
-# hack/pause), Prometheus with promtool (hack/prometheus) and versitygw, the S3-compatible server the
-# payload store's tests run (hack/s3). Static builds, cached by version
+# hack/pause), Prometheus with promtool (hack/prometheus), versitygw, the S3-compatible server the
+# payload store's tests run (hack/s3), and Jaeger, the tracing tests' OTLP backend (hack/jaeger).
+# Static builds, cached by version
 # outside the repository; a cached binary is rebuilt only when its build flags change. Prints the
 # control plane's cache directory on its last line.
 #
 #   hack/build-binaries.sh                  build what is missing
 #   hack/build-binaries.sh --control-plane  only the control plane's binaries
 #   hack/build-binaries.sh --s3             only the S3-compatible server (versitygw)
+#   hack/build-binaries.sh --jaeger         only Jaeger
 #   PLAIT_CACHE_DIR=/path ...               cache somewhere else (default: ~/.cache/plait)
 set -euo pipefail
 
@@ -20,13 +22,16 @@ cache="${PLAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/plait}"
 bin="$cache/bin/$PLAIT_BINARIES_TAG"
 prometheus_bin="$cache/bin/$PLAIT_PROMETHEUS_TAG"
 s3_bin="$cache/bin/$PLAIT_S3_TAG"
+jaeger_bin="$cache/bin/$PLAIT_JAEGER_TAG"
 only_control_plane=false
 only_s3=false
+only_jaeger=false
 case "${1:-}" in
   "") ;;
   --control-plane) only_control_plane=true ;;
   --s3) only_s3=true ;;
-  *) echo "usage: $0 [--control-plane | --s3]" >&2; exit 2 ;;
+  --jaeger) only_jaeger=true ;;
+  *) echo "usage: $0 [--control-plane | --s3 | --jaeger]" >&2; exit 2 ;;
 esac
 
 if ! command -v go >/dev/null 2>&1; then
@@ -42,7 +47,7 @@ if ! go env GOSUMDB | grep -q off && ! timeout 5 bash -c 'exec 3<>/dev/tcp/sum.g
   echo "note: sum.golang.org is unreachable; verifying modules against the committed go.sum only" >&2
 fi
 
-mkdir -p "$bin" "$prometheus_bin" "$s3_bin"
+mkdir -p "$bin" "$prometheus_bin" "$s3_bin" "$jaeger_bin"
 # One build at a time per cache: two at once (two checkouts, or a test fixture beside `make`) would
 # write the same temporary files.
 exec 9>"$cache/bin/.lock"
@@ -64,6 +69,14 @@ s3flags="-X main.Version=${VERSITYGW_VERSION}"
 if $only_s3; then
   build s3 versitygw github.com/versity/versitygw/cmd/versitygw "$s3flags" "$s3_bin"
   echo "$s3_bin"
+  exit 0
+fi
+# Jaeger v2 (cmd/jaeger: an OpenTelemetry Collector with Jaeger's memory storage and query API; the
+# UI's assets are not in the module, so its page is empty and the API answers)
+jflags="-X github.com/jaegertracing/jaeger/internal/version.latestVersion=${JAEGER_VERSION}"
+if $only_jaeger; then
+  build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$jflags" "$jaeger_bin"
+  echo "$jaeger_bin"
   exit 0
 fi
 
@@ -92,5 +105,6 @@ if ! $only_control_plane; then
   build prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus "$pflags" "$prometheus_bin" "$sd_tags"
   build prometheus promtool github.com/prometheus/prometheus/cmd/promtool "$pflags" "$prometheus_bin" "$sd_tags"
   build s3 versitygw github.com/versity/versitygw/cmd/versitygw "$s3flags" "$s3_bin"
+  build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$jflags" "$jaeger_bin"
 fi
 echo "$bin"

@@ -22,7 +22,8 @@ from plait._kube.connection import Connection, load_connection
 REPO = Path(__file__).resolve().parents[1]
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
-pytest_plugins = ["tests.k8s.fixtures"]  # operator, worker and namespace fixtures for every test directory
+# operator, worker and namespace fixtures for every test directory; a real Jaeger for the tracing tests
+pytest_plugins = ["tests.k8s.fixtures", "tests.k8s.jaeger"]
 
 
 @pytest.fixture(scope="session")

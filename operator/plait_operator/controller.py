@@ -44,6 +44,7 @@ from plait_operator.metrics import OperatorMetrics
 from plait_operator.retention import plan, versions_in_use
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store, task_name
+from plait_operator.tracing import OperatorTracing
 from plait_operator.world import TaskResult
 
 log = logging.getLogger(__name__)
@@ -61,10 +62,17 @@ class _Lease:
 
 
 class Controller:
-    def __init__(self, store: Store, settings: OperatorSettings, metrics: OperatorMetrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: OperatorSettings,
+        metrics: OperatorMetrics,
+        tracing: OperatorTracing | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing
         self.catalog = DefinitionCatalog()
         self.catalog.on_published(self._definition_published)
         self.actors: dict[tuple[str, str], InstanceActor] = {}

@@ -50,6 +50,7 @@ from plait._kube.models import (
     PAUSED_BY_ANNOTATION,
     RETRY_ANNOTATION,
     TASK_RESULT_PHASES,
+    TRACEPARENT_ANNOTATION,
     UPGRADE_ANNOTATION,
     label_value,
     now_rfc3339,
@@ -57,6 +58,7 @@ from plait._kube.models import (
     rfc3339,
     without_managed_fields,
 )
+from plait._logging import log_context
 from plait._payloads import refs
 from plait.errors import Conflict, DefinitionError, PayloadError
 from plait_operator.actor import Actor
@@ -68,6 +70,7 @@ from plait_operator.recovery import TAKEN_ANNOTATIONS, RetryOutcome, deadline_of
 from plait_operator.settings import OperatorSettings
 from plait_operator.status import changes, phase_of, render, snapshot_of, with_conditions
 from plait_operator.store import Store, task_body, task_flow_control, task_name
+from plait_operator.tracing import OperatorTracing
 from plait_operator.upgrades import UpgradeOutcome, pending, plan, requested
 from plait_operator.validation import InvalidInstance, check_input
 from plait_operator.world import TaskResult, control_events, newer, requester, result_events, signal_events
@@ -87,6 +90,7 @@ class Host(Protocol):
     reconcile_slots: asyncio.Semaphore  # how many instances may reconcile at once
     instance_gate: InstanceGate
     task_gate: TaskGate
+    tracing: OperatorTracing | None  # None: tracing is off
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run a best-effort write in the background."""
@@ -155,9 +159,13 @@ class InstanceActor(Actor):
 
     async def _attempt(self) -> None:
         started = time.perf_counter()
+        fields: dict[str, str] = {"instance": f"{self.namespace}/{self.name}"}
+        if self.host.tracing is not None and self.body is not None:
+            fields["trace_id"] = f"{self.host.tracing.trace(self.body).trace_id:032x}"
         try:
             async with self.host.reconcile_slots:
-                await self._reconcile()
+                with log_context(**fields):
+                    await self._reconcile()
         except Exception as error:
             self.host.metrics.reconcile_errors.labels(type(error).__name__).inc()
             raise
@@ -288,6 +296,8 @@ class InstanceActor(Actor):
         if expired and deadline is not None:
             events.append(Abort(deadline[1]))
         delivery: dict[str, str] = {}
+        tracing = host.tracing
+        before = tracing.before(snapshot) if tracing is not None else None
         commands, results, changed = self._decide(definition, snapshot, events, now, delivery)
         if prelude is not None:
             commands, changed = prelude.commands + commands, True
@@ -321,12 +331,16 @@ class InstanceActor(Actor):
             patch = changes(body.get("status") or {}, rendered)
             written, _ = await _both(host.store.write_status(body, patch), self._dispatch(body, definition, snapshot))
             body = self.body = _slim(written)
+            if tracing is not None and before is not None:
+                tracing.reconciled(body, definition, snapshot, before, results, commands, self.tasks, now)
             if starting:
                 message = f"running workflow {definition.name!r} version {definition.hash[:12]}"
                 if spec.get("forkFrom"):
                     source = spec["forkFrom"]
                     message += f", forked from {source['instance']} ({source.get('step') or 'its unfinished steps'})"
                 host.spawn(host.store.post_event(body, "Started", message))
+                if tracing is not None and (unusable := tracing.invalid_traceparent(body)) is not None:
+                    host.spawn(host.store.post_event(body, "InvalidTraceparent", unusable, warning=True))
             if retried is not None and retried.decision is not None:
                 host.spawn(host.store.post_event(body, retried.reason, retried.message))
             if expired and deadline is not None:
@@ -529,6 +543,8 @@ class InstanceActor(Actor):
             host.spawn(host.store.request_cancel(self.namespace, victim, why))
         if isinstance(decision, Admitted):
             host.metrics.instance_queued_seconds.labels(definition.name).observe(decision.queued_seconds)
+            if host.tracing is not None and (body.get("status") or {}).get("phase") == "Queued":
+                host.tracing.queued(body, definition.name, time.time())
             return True
         if isinstance(decision, Refused):
             await self._cancel_unstarted(body, f"cancelled: {decision.message}", "ConcurrencyLimit")
@@ -600,6 +616,9 @@ class InstanceActor(Actor):
     def _task_body(self, instance: JSON, definition: Definition, dispatch: DispatchTask) -> JSON:
         """The task of one attempt; for a limited step with its limits, held back unless the task gate lets it run."""
         task = task_body(instance, definition.name, definition.hash, dispatch)
+        if self.host.tracing is not None:
+            traceparent = self.host.tracing.task_traceparent(instance, dispatch.path, dispatch.attempt)
+            task["metadata"]["annotations"][TRACEPARENT_ANNOTATION] = traceparent
         node = definition.nodes[dispatch.node_id]
         if not isinstance(node, TaskNode) or not node.limited:
             return task
@@ -670,8 +689,11 @@ class InstanceActor(Actor):
         if duplicate_of is not None:
             update["duplicateOf"] = duplicate_of
         self.body = await self.host.store.write_status(body, update)
+        workflow = (body.get("spec") or {}).get("workflow", "")
+        if self.host.tracing is not None:
+            self.host.tracing.unstarted(body, workflow, "Cancelled", message, time.time())
         await self.host.store.post_event(body, event, message, warning=event != "Cancelled")
-        self.host.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Cancelled")
+        self.host.instance_phase(self, workflow, "Cancelled")
         await self._reject_signals(f"instance {self.name} was cancelled before it started")
 
     async def _write_status_once(self, body: JSON, reason: str, message: str) -> None:
@@ -709,6 +731,9 @@ class InstanceActor(Actor):
         # the Event first, so a reader of the Failed status finds it (as the schedule controller does)
         await self.host.store.post_event(body, invalid.reason, invalid.message, warning=True)
         self.body = await self.host.store.write_status(body, update)
+        if self.host.tracing is not None:
+            workflow = (body.get("spec") or {}).get("workflow", "")
+            self.host.tracing.unstarted(body, workflow, "Failed", f"{invalid.reason}: {invalid.message}", time.time())
         self.host.instance_phase(self, (body.get("spec") or {}).get("workflow", ""), "Failed")
         await self._reject_signals(f"instance {self.name} did not start: {invalid.message}")
 

@@ -24,6 +24,7 @@ from plait_operator.metrics import OperatorMetrics, ScheduleMetrics
 from plait_operator.schedules import ScheduleController
 from plait_operator.settings import OperatorSettings
 from plait_operator.store import Store
+from plait_operator.tracing import OperatorTracing
 
 log = logging.getLogger(__name__)
 _GLOB = set("*?[")
@@ -34,7 +35,10 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
     metrics = metrics or OperatorMetrics()
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # kopf logs every event handled at INFO
     kube = AsyncKube(connection, max_connections=64)
-    controller = Controller(Store(kube, settings.identity), settings, metrics)
+    tracing = OperatorTracing.start(settings.identity)
+    if tracing is not None:
+        log.info("tracing: exporting spans over OTLP (OTEL_EXPORTER_OTLP_*)")
+    controller = Controller(Store(kube, settings.identity), settings, metrics, tracing)
     schedules = ScheduleController(controller.store, ScheduleMetrics(metrics.registry))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -115,6 +119,8 @@ async def run(settings: OperatorSettings, connection: Connection, metrics: Opera
 
 async def _shutdown(controller: Controller, kube: AsyncKube, http: object) -> None:
     await controller.stop()
+    if controller.tracing is not None:
+        await asyncio.to_thread(controller.tracing.stop)  # exports what is still buffered
     await kube.aclose()
     if http is not None:
         await http.cleanup()  # type: ignore[attr-defined]

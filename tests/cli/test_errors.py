@@ -164,3 +164,10 @@ def test_every_command_and_option_has_help() -> None:
                 assert option.help, f"plait {name} {option.option_strings or option.dest} has no help"
     expected = {"submit", "get", "status", "result", "signal", "pause", "resume", "cancel", "list", "logs"}
     assert expected | {"definitions", "dev", "operator", "worker", "retry", "fork", "upgrade"} <= set(seen)
+
+
+def test_an_unknown_log_format_in_the_environment_is_refused_before_anything_starts() -> None:
+    result = run("worker", "examples.orders", env={"PLAIT_LOG_FORMAT": "xml"})
+    assert result.returncode == 2
+    assert "error: PLAIT_LOG_FORMAT must be one of text, json, not 'xml'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -238,7 +238,9 @@ def test_status_and_list_lines() -> None:
 
 def args(**values: Any) -> argparse.Namespace:
     defaults = {"filename": None, "workflow": None, "input": None, "name": None, "generate_name": False}
-    return argparse.Namespace(**{**defaults, "ttl": None, "definition_hash": None, "idempotency_key": None, **values})
+    return argparse.Namespace(
+        **{**defaults, "ttl": None, "definition_hash": None, "idempotency_key": None, "traceparent": None, **values}
+    )
 
 
 def test_build_instance_names() -> None:
@@ -261,6 +263,14 @@ def test_build_instance_with_an_idempotency_key_labels_it_for_lookup() -> None:
     keyed = build_instance(args(workflow="payments", idempotency_key="invoice-42"))
     assert keyed["spec"]["idempotencyKey"] == "invoice-42"
     assert keyed["metadata"]["labels"] == {"plait.dev/idempotency-key": idempotency.digest("invoice-42")}
+
+
+def test_build_instance_with_a_traceparent_annotates_it_and_refuses_a_malformed_one() -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = build_instance(args(workflow="payments", traceparent=traceparent))
+    assert traced["metadata"]["annotations"] == {"plait.dev/traceparent": traceparent}
+    with pytest.raises(CommandError, match="not a W3C traceparent"):
+        build_instance(args(workflow="payments", traceparent="00-xyz-01"))
 
 
 def test_status_lines_say_where_a_queued_instance_waits_and_what_a_duplicate_points_at() -> None:

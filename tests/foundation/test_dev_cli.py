@@ -12,6 +12,8 @@ from plait._devenv.binaries import (
     BINARIES_TAG,
     ETCD_VERSION,
     HELM_VERSION,
+    JAEGER_TAG,
+    JAEGER_VERSION,
     KUBERNETES_VERSION,
     PROMETHEUS_TAG,
     PROMETHEUS_VERSION,
@@ -94,3 +96,6 @@ def test_python_and_build_script_agree_on_versions() -> None:
     assert f"k8s.io/kubernetes {KUBERNETES_VERSION}" in (REPO / "hack" / "kube" / "go.mod").read_text()
     assert f"helm.sh/helm/v3 {HELM_VERSION}" in (REPO / "hack" / "helm" / "go.mod").read_text()
     assert f"prometheus/prometheus {PROMETHEUS_VERSION}" in (REPO / "hack" / "prometheus" / "go.mod").read_text()
+    assert versions["JAEGER_VERSION"] == JAEGER_VERSION
+    assert versions["PLAIT_JAEGER_TAG"] == JAEGER_TAG
+    assert f"jaegertracing/jaeger {JAEGER_VERSION}" in (REPO / "hack" / "jaeger" / "go.mod").read_text()

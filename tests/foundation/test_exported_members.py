@@ -19,6 +19,8 @@ EXPORTED = [
     "send_signal", "unpause_workflow",
     # application code and the cluster
     "AsyncWorkflowClient", "KubernetesBackend", "Worker", "WorkerHandle", "WorkflowClient",
+    # tracing (sayiir's names)
+    "init_tracing", "shutdown_tracing",
     # errors
     "BackendError", "DefinitionError", "InstanceAlreadyExistsError", "PayloadError", "PayloadTooLarge", "PlaitError", "TaskError",
     "WorkflowError",

@@ -82,17 +82,23 @@ def _started(tmp_path: Path, kind: str) -> Iterator[Callable[[list[str], dict[st
 
 @pytest.fixture
 def start_worker(tmp_path: Path, marks_dir: Path) -> Iterator[Callable[..., PlaitProcess]]:
-    """``start_worker(namespace, *extra_args, module=...)``: a worker process, stopped after the test."""
+    """``start_worker(namespace, *extra_args, module=..., env=...)``: a worker process, stopped after the test."""
     with _started(tmp_path, "worker") as start:
 
-        def worker(namespace: str, *extra: str, module: str = "tests.k8s.flows") -> PlaitProcess:
-            return start(worker_args(namespace, module, *extra), {"PLAIT_TEST_MARKS": str(marks_dir)})
+        def worker(
+            namespace: str, *extra: str, module: str = "tests.k8s.flows", env: dict[str, str] | None = None
+        ) -> PlaitProcess:
+            return start(worker_args(namespace, module, *extra), {"PLAIT_TEST_MARKS": str(marks_dir), **(env or {})})
 
         yield worker
 
 
 @pytest.fixture
 def start_operator(tmp_path: Path) -> Iterator[Callable[..., PlaitProcess]]:
-    """``start_operator(*extra_args)``: a private operator process, stopped after the test."""
+    """``start_operator(*extra_args, env=...)``: a private operator process, stopped after the test."""
     with _started(tmp_path, "operator") as start:
-        yield lambda *extra: start(operator_args(*extra), None)
+
+        def operator(*extra: str, env: dict[str, str] | None = None) -> PlaitProcess:
+            return start(operator_args(*extra), env)
+
+        yield operator

@@ -182,6 +182,7 @@ def test_two_pools_render_a_deployment_service_budget_and_autoscaler_each(tmp_pa
         "--concurrency=16",
         "--lease-seconds=10",
         "--drain-seconds=20",
+        "--log-format=text",
         "--queue=fast",
         "--queue=urgent.v2",
     ]
@@ -219,6 +220,53 @@ def test_two_pools_render_a_deployment_service_budget_and_autoscaler_each(tmp_pa
 
     binding = find(manifests, "RoleBinding", "plait-worker")
     assert [s["name"] for s in binding["subjects"]] == ["plait-worker"]
+
+
+def test_tracing_and_the_log_format_reach_the_operator_and_each_pool_with_the_pools_overrides(tmp_path: Path) -> None:
+    values = {
+        "tracing": {
+            "endpoint": "http://collector.monitoring:4318",
+            "sampler": "parentbased_traceidratio",
+            "samplerArg": 0.25,
+            "resourceAttributes": {"deployment.environment": "prod"},
+        },
+        "logFormat": "json",
+        "workers": {
+            "pools": [
+                {
+                    "name": "traced",
+                    "module": "flows",
+                    "tracing": {"samplerArg": "1", "resourceAttributes": {"team": "a"}},
+                },
+                {"name": "quiet", "module": "flows", "tracing": {"endpoint": ""}, "logFormat": "text"},
+            ]
+        },
+    }
+    manifests = render(tmp_path, values)
+
+    def env_and_args(name: str) -> tuple[dict[str, str], list[str]]:
+        container = find(manifests, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}, container["args"]
+
+    env, args = env_and_args("plait-operator")
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.monitoring:4318"
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio" and env["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    attributes = env["OTEL_RESOURCE_ATTRIBUTES"]
+    assert attributes == "deployment.environment=prod,k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME)"
+    assert list(env).index("POD_NAME") < list(env).index("OTEL_RESOURCE_ATTRIBUTES")  # $(POD_NAME) expands
+    assert "--log-format=json" in args
+    env, args = env_and_args("plait-worker-traced")
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "1" and env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert "plait.pool=traced" in env["OTEL_RESOURCE_ATTRIBUTES"] and "team=a" in env["OTEL_RESOURCE_ATTRIBUTES"]
+    assert "--log-format=json" in args
+    env, args = env_and_args("plait-worker-quiet")
+    assert not any(name.startswith("OTEL_") for name in env) and "--log-format=text" in args
+    assert not any(e["name"].startswith("OTEL_") for e in env_of(render(tmp_path, pool_values()), "plait-operator"))
+
+
+def env_of(manifests: list[Any], name: str) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = find(manifests, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
+    return env
 
 
 def test_a_pool_may_run_as_its_own_service_account(tmp_path: Path) -> None:
@@ -361,6 +409,8 @@ def pod_labels(deployment: Manifest) -> dict[str, str]:
         ({"ui": {"readOnly": "no"}}, "readOnly"),
         ({"ui": {"namespaces": ["Team_A"]}}, "namespaces"),
         ({"ui": {"adress": "0.0.0.0"}}, "adress"),
+        ({"tracing": {"sampler": "sometimes"}}, "sampler"),
+        ({"logFormat": "xml"}, "logFormat"),
     ],
 )
 def test_wrong_values_are_rejected_by_the_schema(tmp_path: Path, values: dict[str, Any], message: str) -> None:

@@ -5,7 +5,8 @@ for sayiir runs on plait by changing the import. Build a flow with :class:`Flow`
 :func:`task`, run it in-process with :func:`run_workflow` or :func:`run_durable_workflow`, and
 serve it on a cluster with ``plait worker MODULE``. On a cluster, application code submits and
 controls instances with ``WorkflowClient(KubernetesBackend())`` (or :class:`AsyncWorkflowClient`)
-and can run tasks in its own process with :class:`Worker`.
+and can run tasks in its own process with :class:`Worker`. :func:`init_tracing` and
+:func:`shutdown_tracing` turn on OpenTelemetry export where the ``OTEL_*`` variables ask for it.
 """
 
 from plait._authoring.failure import WorkflowFailure
@@ -30,6 +31,7 @@ from plait._execution.context import TaskExecutionContext, get_task_context
 from plait._local.api import DurableEngine, WorkflowEngine
 from plait._local.backends import Backend, InMemoryBackend, SqliteBackend
 from plait._local.status import WorkflowStatus
+from plait._tracing import init_tracing, shutdown_tracing
 from plait.errors import (
     BackendError,
     DefinitionError,
@@ -78,12 +80,14 @@ __all__ = [
     "WorkflowStatus",
     "cancel_workflow",
     "get_task_context",
+    "init_tracing",
     "parse_duration",
     "pause_workflow",
     "resume_workflow",
     "run_durable_workflow",
     "run_workflow",
     "send_signal",
+    "shutdown_tracing",
     "task",
     "unpause_workflow",
 ]

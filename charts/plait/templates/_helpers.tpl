@@ -184,3 +184,38 @@ app.kubernetes.io/component: ui
 {{- default "default" .Values.ui.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/*
+The OTEL_* environment of a plait process (after POD_NAME and POD_NAMESPACE, which it refers to):
+nothing when the endpoint is empty. Takes dict "tracing" (the top-level values), "override" (a
+pool's own `tracing`, fields it sets win) and "attributes" (resource attributes of this process).
+*/}}
+{{- define "plait.tracingEnv" -}}
+{{- $base := .tracing }}
+{{- $over := default dict .override }}
+{{- $endpoint := hasKey $over "endpoint" | ternary $over.endpoint $base.endpoint }}
+{{- if $endpoint }}
+{{- $sampler := hasKey $over "sampler" | ternary $over.sampler $base.sampler }}
+{{- $samplerArg := hasKey $over "samplerArg" | ternary $over.samplerArg $base.samplerArg }}
+{{- $pod := dict "k8s.pod.name" "$(POD_NAME)" "k8s.namespace.name" "$(POD_NAMESPACE)" }}
+{{- $attributes := merge (dict) (default dict $over.resourceAttributes) (default dict $base.resourceAttributes) .attributes $pod }}
+{{- $pairs := list }}
+{{- range $key, $value := $attributes }}
+{{- $pairs = append $pairs (printf "%s=%v" $key $value) }}
+{{- end }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $endpoint | quote }}
+{{- with $sampler }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ . | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $samplerArg) }}
+{{- if ne (toString $samplerArg) "" }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ toString $samplerArg | quote }}
+{{- end }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $pairs | quote }}
+{{- end }}
+{{- end }}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plait import _tracing
 from plait._core import snapshot as st
 from plait._core.snapshot import Snapshot
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_id_of, instance_name
@@ -26,6 +27,7 @@ from plait._kube.models import (
     IDEMPOTENCY_LABEL,
     PAUSE_ANNOTATION,
     PAUSED_BY_ANNOTATION,
+    TRACEPARENT_ANNOTATION,
     object_name,
 )
 from plait._local.status import WorkflowStatus
@@ -47,11 +49,15 @@ PHASE_STATUSES = {
 
 
 def instance_body(workflow: str, instance_id: str, value: Any, idempotency_key: str | None = None) -> JSON:
-    """A ``WorkflowInstance`` for ``instance_id`` (named by :func:`plait._ids.instance_name`)."""
+    """A ``WorkflowInstance`` for ``instance_id`` (named by :func:`plait._ids.instance_name`); in the
+    trace of the caller's current OpenTelemetry span, if there is one."""
+    annotations = {INSTANCE_ID_ANNOTATION: instance_id}
+    if (traceparent := _tracing.current_traceparent()) is not None:
+        annotations[TRACEPARENT_ANNOTATION] = traceparent
     body: JSON = {
         "apiVersion": API_VERSION,
         "kind": "WorkflowInstance",
-        "metadata": {"name": instance_name(instance_id), "annotations": {INSTANCE_ID_ANNOTATION: instance_id}},
+        "metadata": {"name": instance_name(instance_id), "annotations": annotations},
         "spec": {"workflow": workflow, "input": value},
     }
     if idempotency_key is not None:

@@ -1,9 +1,10 @@
 """Where the control-plane binaries live, and how they get there.
 
 plait builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm, the node's kubelet,
-kube-scheduler and kube-proxy, and Prometheus with promtool from Go modules
-(``hack/build-binaries.sh``) into a cache directory keyed by their versions. The control plane,
-``plait dev`` and the tests find them here; a source checkout builds what is missing.
+kube-scheduler and kube-proxy, Prometheus with promtool, and Jaeger (the tracing tests' OTLP
+backend) from Go modules (``hack/build-binaries.sh``) into a cache directory keyed by their
+versions. The control plane, ``plait dev`` and the tests find them here; a source checkout builds
+what is missing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ BINARIES_TAG = f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-helm-{HELM_VERSION
 PROMETHEUS_TAG = f"prometheus-{PROMETHEUS_VERSION}"
 VERSITYGW_VERSION = "v1.8.0"  # the S3-compatible server of the payload tests (plait._devenv.s3server)
 S3_TAG = f"versitygw-{VERSITYGW_VERSION}"
+JAEGER_VERSION = "v1.75.0"
+JAEGER_TAG = f"jaeger-{JAEGER_VERSION}"
 NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
 NODE_NAMES = ("kubelet", "kube-scheduler", "kube-proxy")
 PROMETHEUS_NAMES = ("prometheus", "promtool")
@@ -96,3 +99,20 @@ def find_binaries(*, build: bool = True, also: tuple[str, ...] = ()) -> Binaries
     if binaries.missing:
         raise BinariesMissing(f"{script} finished but {', '.join(binaries.missing)} are still missing")
     return binaries
+
+
+def find_jaeger(*, build: bool = True) -> Path:
+    """The cached Jaeger binary; built from a source checkout when missing and ``build``."""
+    path = cache_dir() / "bin" / JAEGER_TAG / "jaeger"
+    if os.access(path, os.X_OK):
+        return path
+    script = build_script()
+    if not build or script is None or shutil.which("go") is None:
+        raise BinariesMissing(
+            f"Jaeger {JAEGER_VERSION} is not built ({path} is missing); build it from a plait source checkout "
+            "with `hack/build-binaries.sh --jaeger` (needs the Go toolchain)"
+        )
+    subprocess.run([str(script), "--jaeger"], check=True, env={**os.environ, "PLAIT_CACHE_DIR": str(cache_dir())})
+    if not os.access(path, os.X_OK):
+        raise BinariesMissing(f"{script} --jaeger finished but {path} is still missing")
+    return path

@@ -34,6 +34,9 @@ UPGRADE_ANNOTATION = "plait.dev/upgrade"
 PAUSED_BY_ANNOTATION = "plait.dev/paused-by"
 CANCELLED_BY_ANNOTATION = "plait.dev/cancelled-by"
 FINALIZER = "plait.dev/cancel-on-delete"
+# W3C trace context: on an instance, the submitter's span (its trace becomes the instance's); on a
+# task, the attempt's span, the parent of the worker's span around the run.
+TRACEPARENT_ANNOTATION = "plait.dev/traceparent"
 # When the operator created a task, to the microsecond (creationTimestamp has whole seconds).
 DISPATCHED_AT_ANNOTATION = "plait.dev/dispatched-at"
 # Flow control on tasks: a task the operator holds back has the label (value: the reason,

@@ -23,13 +23,13 @@ from plait._kube.models import (
     HELD_MESSAGE_ANNOTATION,
     PAUSE_ANNOTATION,
     RETRY_ANNOTATION,
+    TRACEPARENT_ANNOTATION,
     UPGRADE_ANNOTATION,
     definition_hash_of,
 )
 from plait.cli.format import age, duration, span
 from plait.cli.steptree import StepRow, step_rows
 
-TRACEPARENT_ANNOTATION = "plait.dev/traceparent"
 PHASES = ("Pending", "Queued", "Running", "Waiting", "AwaitingSignal", "Paused", "Succeeded", "Failed", "Cancelled")
 # phase -> symbol shown beside it (the phase is always written out too)
 PHASE_SYMBOLS = {

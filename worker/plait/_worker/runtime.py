@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait import _tracing
 from plait._authoring.flow import Workflow
 from plait._backoff import Backoff
 from plait._execution.context import TaskExecutionContext
@@ -42,6 +43,7 @@ from plait._kube.models import (
     HELD_LABEL,
     QUEUE_LABEL,
     TASKS,
+    TRACEPARENT_ANNOTATION,
     WORKFLOW_LABEL,
     TaskStatusFields,
     label_value,
@@ -49,6 +51,7 @@ from plait._kube.models import (
     object_name,
     rfc3339,
 )
+from plait._logging import log_context
 from plait._payloads import PayloadStore, resolve
 from plait._worker.backlog import RUN_BEFORE_CLAIM_SECONDS, Backlog, claim_delay
 from plait._worker.claims import Claims, Held, result_status
@@ -307,7 +310,31 @@ class Worker:
 
     async def _execute(self, held: Held, workflow: Workflow) -> None:
         spec = held.body["spec"]
+        fields = {"instance": f"{self.settings.namespace}/{spec['instance']}", "step": spec["step"]}
         labels = (workflow.workflow_id, label_value(spec["queue"]))
+        with log_context(**fields, attempt=spec["attempt"], task=spec["task"], worker=self.settings.identity):
+            if not _tracing.enabled():
+                result = await self._run(held, workflow, labels, None)
+            else:
+                attributes = {
+                    "plait.instance": fields["instance"],
+                    "plait.workflow": workflow.workflow_id,
+                    "plait.step": spec["step"],
+                    "plait.path": spec["path"],
+                    "plait.attempt": int(spec["attempt"]),
+                    "plait.task": spec["task"],
+                    "plait.worker": self.settings.identity,
+                }
+                traceparent = (held.body["metadata"].get("annotations") or {}).get(TRACEPARENT_ANNOTATION)
+                with _tracing.task_span(f"run {spec['task']}", traceparent, attributes) as span:
+                    result = await self._run(held, workflow, labels, span)
+            if result is not None:
+                await self.claims.report(held, result_status(result, self.settings.max_payload_bytes), labels)
+
+    async def _run(self, held: Held, workflow: Workflow, labels: tuple[str, str], span: Any) -> AttemptResult | None:
+        """Run the attempt (``span``: the run's span, when tracing); ``None`` when there is nothing
+        to report because the claim is gone."""
+        spec = held.body["spec"]
         task = workflow.tasks.get(spec["task"])
         started = time.perf_counter()
         payloads = self.settings.payloads
@@ -326,10 +353,14 @@ class Worker:
             except asyncio.CancelledError:
                 if held.lost:
                     self.metrics.results_refused.labels(*labels).inc()
-                    return  # stopped because the claim is gone; nothing to report
+                    return None
                 raise
         outcome = "succeeded" if result.ok else ("timed_out" if result.timed_out else "failed")
         seconds = time.perf_counter() - started
+        if span is not None:
+            span.set_attribute("plait.outcome", outcome)
+            if not result.ok:
+                _tracing.fail(span, result.error or outcome)
         log.info(
             "ran task=%s instance=%s step=%s attempt=%s outcome=%s seconds=%.3f",
             held.name, spec["instance"], spec["step"], spec["attempt"], outcome, seconds,
@@ -338,7 +369,7 @@ class Worker:
         {"succeeded": self.metrics.succeeded, "failed": self.metrics.failed, "timed_out": self.metrics.timed_out}[
             outcome
         ].labels(*labels).inc()
-        await self.claims.report(held, result_status(result, self.settings.max_payload_bytes), labels)
+        return result
 
     async def _offload(self, payloads: PayloadStore, result: AttemptResult, spec: JSON) -> AttemptResult:
         """The result with its output's large parts in the payload store (retried while the store

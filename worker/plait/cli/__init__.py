@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from plait._logging import LOG_FORMATS, TEXT_FORMAT, configure
 from plait.cli import control, definitions, dev, instances, processes, retry, schedules, ui, upgrade
 from plait.cli.common import CommandError, program
 from plait.errors import PlaitError
@@ -57,10 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if args.verbose else logging.INFO
+    log_format = getattr(args, "log_format", None)
+    if log_format is None:
+        logging.basicConfig(level=level, format=TEXT_FORMAT)
+    elif log_format in LOG_FORMATS:
+        configure(log_format, level)
+    else:
+        print(f"error: PLAIT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}", file=sys.stderr)
+        return 2
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code: int = args.handler(args)

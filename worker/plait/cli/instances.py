@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import jsonschema
 
+from plait import _tracing
 from plait._ids import INSTANCE_ID_ANNOTATION, instance_name
 from plait._kube import idempotency
 from plait._kube.client import JSON, Kube
@@ -19,6 +21,7 @@ from plait._kube.models import (
     FINISHED_PHASES,
     IDEMPOTENCY_LABEL,
     INSTANCES,
+    TRACEPARENT_ANNOTATION,
     definition_hash_of,
     object_name,
     payload_size,
@@ -152,6 +155,13 @@ def _register_submit(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="submit at most once per KEY: when an instance with this key was submitted within the operator's "
         "window (a day by default), nothing is created and that instance is shown (or followed with --wait)",
     )
+    submit.add_argument(
+        "--traceparent",
+        metavar="TRACEPARENT",
+        default=os.environ.get("TRACEPARENT"),
+        help="W3C trace context of the span to trace the instance under (00-<trace id>-<span id>-<flags>; "
+        "default: $TRACEPARENT); see docs/tracing.md",
+    )
     add_cluster_options(submit)
     add_output_option(submit, help="print the created object as json or yaml")
     submit.add_argument(
@@ -193,6 +203,13 @@ def build_instance(args: argparse.Namespace) -> JSON:
     if spec.get("idempotencyKey"):
         labels = {**(metadata.get("labels") or {}), IDEMPOTENCY_LABEL: idempotency.digest(spec["idempotencyKey"])}
         metadata["labels"] = labels
+    if args.traceparent:
+        if _tracing.parse_traceparent(args.traceparent) is None:
+            raise CommandError(
+                f"--traceparent {args.traceparent!r} is not a W3C traceparent: "
+                "00-<32 hex digits trace id>-<16 hex digits span id>-<2 hex digits flags>"
+            )
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), TRACEPARENT_ANNOTATION: args.traceparent}
     metadata.pop("resourceVersion", None)
     metadata.pop("uid", None)
     return {"apiVersion": API_VERSION, "kind": "WorkflowInstance", "metadata": metadata, "spec": spec}

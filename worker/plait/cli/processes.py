@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from contextlib import suppress
 
 from plait._kube.idempotency import DEFAULT_WINDOW_SECONDS
 from plait._kube.models import DEFAULT_MAX_PAYLOAD_BYTES
+from plait._logging import LOG_FORMATS
 from plait.cli.common import add_cluster_options, connect, namespace_of, payload_store
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--leader-lease-name", default="plait-operator", help="name of the leader Lease (default plait-operator)"
     )
     operator.add_argument("--identity", default=None, help="this replica's name in the Lease (default: host and pid)")
+    add_log_format_option(operator)
     operator.set_defaults(handler=_operator)
 
     worker = commands.add_parser(
@@ -113,11 +116,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="inline output limit without a payload store: a larger output fails the attempt with PayloadTooLarge "
         "(default 256 KiB)",
     )
+    add_log_format_option(worker)
     worker.set_defaults(handler=_worker)
 
 
+def add_log_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=os.environ.get("PLAIT_LOG_FORMAT", "text"),
+        help="text lines, or JSON objects with the instance, step, attempt and the trace and span ids "
+        "(default: $PLAIT_LOG_FORMAT or text)",
+    )  # fmt: skip
+
+
 def _operator(args: argparse.Namespace) -> int:
-    import os
     import socket
 
     from plait_operator.main import run
@@ -145,6 +156,7 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from plait import _tracing
     from plait._kube.client import AsyncKube
     from plait._serving import serve
     from plait._worker.loading import load_workflows
@@ -162,6 +174,9 @@ def _worker(args: argparse.Namespace) -> int:
         max_payload_bytes=args.max_payload_bytes,
         payloads=payload_store(args),
     )
+
+    if _tracing.init_tracing("plait-worker", {"service.instance.id": settings.identity}):
+        log.info("tracing: exporting spans over OTLP (OTEL_EXPORTER_OTLP_*)")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -184,5 +199,8 @@ def _worker(args: argparse.Namespace) -> int:
                 if http is not None:
                     await http.cleanup()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        _tracing.shutdown_tracing()
     return 0
