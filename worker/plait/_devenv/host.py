@@ -81,9 +81,9 @@ class HostState:
             if now.sysctls.get(key) != before:
                 found.append(f"sysctl {key}: {before} -> {now.sysctls.get(key)}")
         for table in sorted(set(self.iptables) | set(now.iptables)):
-            before_lines, now_lines = self.iptables.get(table, []), now.iptables.get(table, [])
-            if table not in now.iptables or table not in self.iptables:
-                found.append(f"iptables table {table}: {'added' if table in now.iptables else 'removed'}")
+            before_lines, now_lines = _set_up(self.iptables.get(table, [])), _set_up(now.iptables.get(table, []))
+            if bool(before_lines) != bool(now_lines):
+                found.append(f"iptables table {table}: {'added' if now_lines else 'removed'}")
             found += [f"iptables {table}: added {line}" for line in now_lines if line not in before_lines]
             found += [f"iptables {table}: removed {line}" for line in before_lines if line not in now_lines]
         found += _list_changes("link", self.links, now.links)
@@ -99,6 +99,13 @@ class HostState:
             if now.paths.get(path) != existed:
                 found.append(f"path {path}: {'created' if not existed else 'removed'}")
         return found
+
+
+def _set_up(lines: list[str]) -> list[str]:
+    """A table's lines less its built-in chains with the default policy (``:INPUT ACCEPT``): the
+    kernel makes those the first time anything reads the table and keeps them, so a machine
+    whose iptables were never used and the same machine after a node are alike."""
+    return [line for line in lines if not (line.startswith(":") and line.endswith(" ACCEPT"))]
 
 
 def _list_changes(kind: str, before: list[str], now: list[str]) -> list[str]:
