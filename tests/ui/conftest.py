@@ -91,8 +91,11 @@ def ui(start_ui: Callable[..., UIProcess], ui_ns: str, worker: PlaitProcess) -> 
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM):
         pytest.fail(f"no Chromium at {CHROMIUM}: `make ui-deps` installs Debian's (or set PLAIT_CHROMIUM)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # what a page shows arrives through the UI's watches and a live stream: on a loaded CI machine
+    # that takes longer than Playwright's 5 s default for assertions, as long as actions may take
+    expect.set_options(timeout=20_000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium

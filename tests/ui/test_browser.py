@@ -106,7 +106,7 @@ def test_pause_resume_and_cancel_write_their_annotations(page: Any, ui: UIProces
     assert wait_phase(admin, ui_ns, "ctl-1", "Cancelled")
 
 
-def test_rerun_from_a_step_and_upgrade_write_their_annotations(
+def test_rerun_from_a_step_and_upgrade_are_taken_by_the_operator(
     page: Any, ui: UIProcess, ui_ns: str, admin: Kube
 ) -> None:
     submit(admin, ui_ns, "broken-1", "broken", "x")
@@ -131,7 +131,17 @@ def test_rerun_from_a_step_and_upgrade_write_their_annotations(
     page.goto(ui.url(f"/instances/{ui_ns}/up-1"))
     page.get_by_role("button", name="Upgrade").click()
     expect(page.locator("#flash")).to_contain_text("plait.dev/upgrade=latest set")
-    assert annotations(admin, ui_ns, "up-1")["plait.dev/upgrade"] == "latest"
+    # the operator answers it (already on the latest version) and takes the annotation away
+    wait_for(
+        lambda: (
+            any(
+                c.get("type") == "Upgraded" and c.get("reason") == "UpToDate"
+                for c in admin.get(INSTANCES, "up-1", ui_ns)["status"].get("conditions") or []
+            )
+            and "plait.dev/upgrade" not in annotations(admin, ui_ns, "up-1")
+        ),
+        what="the operator to answer the upgrade",
+    )
 
 
 def test_definitions_show_versions_with_instance_counts_and_a_diff(
