@@ -84,5 +84,9 @@ class S3Server:
     def objects(self, prefix: str = "") -> dict[str, Path]:
         """The objects stored, by key (the posix backend keeps one file per object)."""
         base = self.root / BUCKET
-        found = {str(p.relative_to(base)): p for p in base.rglob("*") if p.is_file()}
+        found: dict[str, Path] = {}
+        for directory, _, files in os.walk(base):  # unlike rglob, a directory the server deletes meanwhile is skipped
+            for file in files:
+                path = Path(directory) / file
+                found[str(path.relative_to(base))] = path
         return {key: path for key, path in found.items() if key.startswith(prefix) and not key.startswith(".")}
