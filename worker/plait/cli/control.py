@@ -13,7 +13,7 @@ from functools import partial
 
 from plait._client.objects import signal_body
 from plait._kube.client import JSON, Kube
-from plait._kube.models import CANCEL_ANNOTATION, FINISHED_PHASES, INSTANCES, PAUSE_ANNOTATION, SIGNALS
+from plait._kube.models import CANCEL_ANNOTATION, FINISHED_PHASES, PAUSE_ANNOTATION, SIGNALS
 from plait.cli.common import (
     CommandError,
     add_cluster_options,
@@ -25,9 +25,9 @@ from plait.cli.common import (
 from plait.cli.follow import follow, timed_out
 from plait.cli.format import clean, document, emit
 from plait.cli.inputs import parse_json
-from plait.cli.lookup import definition_for, get_instance, missing_instance
+from plait.cli.lookup import annotate, definition_for, get_instance
 from plait.cli.view import phase_of
-from plait.errors import Conflict, NotFound
+from plait.errors import Conflict
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -127,14 +127,6 @@ def _signal(args: argparse.Namespace) -> int:
     return 0
 
 
-def _annotate(kube: Kube, namespace: str, name: str, key: str, value: str | None) -> JSON:
-    patch = {"metadata": {"annotations": {key: value}}}
-    try:
-        return kube.patch(INSTANCES, name, patch, namespace)
-    except NotFound:
-        raise missing_instance(name, namespace) from None
-
-
 def _request(args: argparse.Namespace, key: str, wanted: str, verb: str) -> int:
     with session(args) as (kube, namespace):
         instance = get_instance(kube, namespace, args.instance)
@@ -142,7 +134,7 @@ def _request(args: argparse.Namespace, key: str, wanted: str, verb: str) -> int:
         if phase in FINISHED_PHASES:
             print(f"{args.instance} already finished ({phase}): nothing to {verb}", file=sys.stderr)
             return 0
-        _annotate(kube, namespace, args.instance, key, args.reason)
+        annotate(kube, namespace, args.instance, key, args.reason)
         emit(f"workflowinstance.plait.dev/{args.instance} annotated {key}={args.reason!r}")
         if not args.wait:
             return 0
@@ -159,6 +151,6 @@ def _resume(args: argparse.Namespace) -> int:
         if PAUSE_ANNOTATION not in (instance["metadata"].get("annotations") or {}):
             print(f"{args.instance} is not paused ({phase_of(instance)}): nothing to resume", file=sys.stderr)
             return 0
-        _annotate(kube, namespace, args.instance, PAUSE_ANNOTATION, None)
+        annotate(kube, namespace, args.instance, PAUSE_ANNOTATION, None)
     emit(f"workflowinstance.plait.dev/{args.instance} resumed (annotation {PAUSE_ANNOTATION} removed)")
     return 0

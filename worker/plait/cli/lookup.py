@@ -36,6 +36,14 @@ def get_instance(kube: Kube, namespace: str, name: str) -> JSON:
         raise missing_instance(name, namespace) from None
 
 
+def annotate(kube: Kube, namespace: str, name: str, key: str, value: str | None) -> JSON:
+    """Set (or, with None, remove) one annotation of a WorkflowInstance, as ``kubectl annotate`` does."""
+    try:
+        return kube.patch(INSTANCES, name, {"metadata": {"annotations": {key: value}}}, namespace)
+    except NotFound:
+        raise missing_instance(name, namespace) from None
+
+
 def definitions(kube: Kube, namespace: str | None, workflow: str | None = None) -> list[JSON]:
     """Published definitions, oldest first (the last one of a workflow is what new instances get)."""
     selector = f"spec.workflow={workflow}" if workflow else None

@@ -16,9 +16,9 @@ from plait._ids import instance_name
 from plait._kube.client import JSON, Kube
 from plait._kube.models import API_VERSION, INSTANCES, RETRY_ANNOTATION
 from plait.cli.common import CommandError, add_cluster_options, add_instance_argument, program, session
-from plait.cli.lookup import get_instance, missing_instance
+from plait.cli.lookup import annotate, get_instance
 from plait.cli.view import phase_of
-from plait.errors import Conflict, NotFound
+from plait.errors import Conflict
 
 RERUNNABLE = ("Failed", "Cancelled")
 
@@ -120,10 +120,7 @@ def _started(instance: JSON) -> bool:
 
 
 def _request(kube: Kube, namespace: str, name: str, step: str | None) -> None:
-    try:
-        kube.patch(INSTANCES, name, {"metadata": {"annotations": {RETRY_ANNOTATION: step or ""}}}, namespace)
-    except NotFound:
-        raise missing_instance(name, namespace) from None
+    annotate(kube, namespace, name, RETRY_ANNOTATION, step or "")
     what = f"from step {step}" if step else "from its failed step"
     print(f"workflowinstance.plait.dev/{name} annotated {RETRY_ANNOTATION}={step or ''!r} (rerun {what})")
 

@@ -17,9 +17,8 @@ from plait._ids import instance_name
 from plait._kube.client import JSON, Kube
 from plait._kube.models import INSTANCES, UPGRADE_ANNOTATION
 from plait.cli.common import CommandError, add_cluster_options, program, session
-from plait.cli.lookup import definitions, get_instance, missing_instance
+from plait.cli.lookup import annotate, definitions, get_instance
 from plait.cli.view import phase_of
-from plait.errors import NotFound
 
 FINISHED = ("Succeeded", "Failed", "Cancelled")
 
@@ -122,10 +121,7 @@ def check_version(kube: Kube, namespace: str, workflow: str, version: str) -> No
 
 
 def _request(kube: Kube, namespace: str, name: str, version: str) -> None:
-    try:
-        kube.patch(INSTANCES, name, {"metadata": {"annotations": {UPGRADE_ANNOTATION: version}}}, namespace)
-    except NotFound:
-        raise missing_instance(name, namespace) from None
+    annotate(kube, namespace, name, UPGRADE_ANNOTATION, version)
     print(f"workflowinstance.plait.dev/{name} annotated {UPGRADE_ANNOTATION}={version!r}")
 
 
